@@ -1,0 +1,27 @@
+// Bundles each executable into one file, so start-up does not walk node_modules (see docs/performance.md).
+// Output: dist/<name> (standard flavour) and dist/verbose/<name>; each has a shebang and the run bit,
+// and can be copied into a CNI bin dir (/opt/cni/bin) as it is.
+import { build } from 'esbuild';
+import { chmod } from 'node:fs/promises';
+
+const executables = [{ name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'] }];
+
+for (const { name, entry, flavours } of executables) {
+  for (const flavour of flavours) {
+    const outfile = flavour === 'standard' ? `dist/${name}` : `dist/${flavour}/${name}`;
+    await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      minify: true,
+      legalComments: 'none',
+      banner: { js: '#!/usr/bin/env node' },
+      define: { IPAM_DA_CONSUL_FLAVOUR: JSON.stringify(flavour) },
+      logLevel: 'warning',
+    });
+    await chmod(outfile, 0o755);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The network config a runtime sends on stdin, as this delegate reads it.
+ *
+ * Unknown keys are ignored everywhere, never rejected: the same `ipam` object carries the settings of the
+ * other delegates in the chain (`delegates`, `pools`, `nomad_servers`, ...).
+ */
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/Either';
+import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
+import { describeDecodeErrors, problemText } from './decode-report';
+import { CniError, ErrorCode } from './errors';
+import { checkVersion, type CniVersion } from './versions';
+
+/** The `ipam` section: how to reach Consul and how hard to try. */
+const IpamSettings = t.intersection(
+  [
+    t.type({ consul_servers: nonEmptyArray(HttpUrl, 'a non-empty array of http(s) URLs') }, 'an object'),
+    t.partial({
+      consul_token: t.string,
+      consul_token_file: t.string,
+      consul_ca_file: t.string,
+      consul_cert_file: t.string,
+      consul_key_file: t.string,
+      connect_timeout_ms: Milliseconds,
+      request_timeout_ms: Milliseconds,
+      cas_retries: Count,
+      data_dir: t.string,
+      gc: t.boolean,
+    }),
+  ],
+  'an object',
+);
+
+/**
+ * A Pool, as a selector delegate writes it. The original's README says `requested-ip`; its code and its
+ * Nomad selector use `requested_ip`. Both are read.
+ */
+const PoolEntry = t.intersection(
+  [
+    t.type({ name: KeySegment }, 'a Pool object'),
+    t.partial({ 'requested-ip': IpAddress, requested_ip: IpAddress }),
+  ],
+  'a Pool object',
+);
+
+const ResultIp = t.intersection([t.type({ address: IpWithPrefix }), t.partial({ gateway: IpAddress })], 'an IP config');
+
+/** The part of prevResult we use; other fields (interfaces, routes, dns...) are passed over. */
+const PrevResult = t.partial({ pools: t.unknown, ips: t.array(ResultIp, 'an array of IP configs') }, 'an object');
+
+const NetworkConfig = t.intersection(
+  [t.type({ cniVersion: t.string, ipam: IpamSettings }, 'an object'), t.partial({ name: t.string, prevResult: PrevResult })],
+  'an object',
+);
+
+const Pools = nonEmptyArray(PoolEntry, 'a non-empty array of Pool objects');
+
+/** A pool selected by the chain: its name and, for a static IP, the address requested. */
+export interface PoolRequest {
+  readonly name: string;
+  readonly requestedIp?: string;
+}
+
+/** An address of a previous result ("10.0.21.5/23"). */
+export interface PrevIp {
+  readonly ip: string;
+  readonly prefix: number;
+}
+
+/** Everything the commands need from stdin, decoded and checked. */
+export interface DelegateConfig {
+  readonly cniVersion: CniVersion;
+  readonly networkName: string;
+  readonly consul: {
+    readonly servers: readonly string[];
+    readonly token?: string;
+    readonly tokenFile?: string;
+    readonly caFile?: string;
+    readonly certFile?: string;
+    readonly keyFile?: string;
+    readonly connectTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+  };
+  readonly casRetries: number;
+  readonly dataDir: string;
+  readonly gc: boolean;
+  /** The first pool of prevResult.pools; the rest are ignored (logged at warn), as the original did. */
+  readonly pool: PoolRequest;
+  readonly extraPools: number;
+  /** prevResult.ips: on DEL and CHECK, the runtime's cached ADD result. */
+  readonly prevIps: readonly PrevIp[];
+}
+
+export const defaults = {
+  connectTimeoutMs: 2000,
+  requestTimeoutMs: 5000,
+  casRetries: 8,
+  dataDir: '/var/lib/cni/ipam-da-consul',
+} as const;
+
+/** Stdin larger than this is refused before parsing: a network config is a few KB. */
+export const maxConfigBytes = 1024 * 1024;
+
+/** Parses stdin into a DelegateConfig; every failure is a CniError naming the field and value. */
+export function parseConfig(stdin: string): DelegateConfig {
+  const raw = parseJson(stdin);
+  // The version is checked first so that every later error can be printed in the config's own version.
+  const version = typeof raw === 'object' && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
+  if (typeof version !== 'string') throw invalidConfig('cniVersion', version, 'a CNI version string');
+  const cniVersion = checkVersion(version);
+
+  const decoded = NetworkConfig.decode(raw);
+  if (isLeft(decoded)) throw fromDecodeErrors(decoded.left, '');
+  const { ipam, prevResult, name } = decoded.right;
+
+  const pools = Pools.decode(prevResult?.pools);
+  if (isLeft(pools)) throw fromDecodeErrors(pools.left, 'prevResult.pools');
+  const [first] = pools.right;
+  const dashed = first!['requested-ip'];
+  const snake = first!.requested_ip;
+  if (dashed !== undefined && snake !== undefined && dashed !== snake) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      'prevResult.pools[0] has both requested-ip and requested_ip, and they differ',
+      `requested-ip is ${dashed}, requested_ip is ${snake}`,
+    );
+  }
+  const requestedIp = dashed ?? snake;
+
+  return {
+    cniVersion,
+    networkName: name ?? '',
+    consul: {
+      servers: ipam.consul_servers,
+      token: ipam.consul_token,
+      tokenFile: ipam.consul_token_file,
+      caFile: ipam.consul_ca_file,
+      certFile: ipam.consul_cert_file,
+      keyFile: ipam.consul_key_file,
+      connectTimeoutMs: ipam.connect_timeout_ms ?? defaults.connectTimeoutMs,
+      requestTimeoutMs: ipam.request_timeout_ms ?? defaults.requestTimeoutMs,
+    },
+    casRetries: ipam.cas_retries ?? defaults.casRetries,
+    dataDir: ipam.data_dir ?? defaults.dataDir,
+    gc: ipam.gc ?? true,
+    pool: requestedIp === undefined ? { name: first!.name } : { name: first!.name, requestedIp },
+    extraPools: pools.right.length - 1,
+    prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),
+  };
+}
+
+/** Reads just the cniVersion, for printing an error in the config's version when the rest is broken. */
+export function sniffVersion(stdin: string): string | undefined {
+  try {
+    const version = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
+    return typeof version === 'string' ? version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJson(stdin: string): unknown {
+  if (stdin.trim() === '') throw new CniError(ErrorCode.DecodingFailure, 'no network config on stdin', 'expected a JSON object');
+  if (Buffer.byteLength(stdin) > maxConfigBytes) {
+    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is too large', `limit is ${maxConfigBytes} bytes`);
+  }
+  try {
+    return JSON.parse(stdin);
+  } catch (error) {
+    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not valid JSON', (error as Error).message);
+  }
+}
+
+function fromDecodeErrors(errors: t.Errors, root: string): CniError {
+  const problems = describeDecodeErrors(errors, root);
+  const [first, ...rest] = problems.map(problemText);
+  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first ?? 'unknown problem'}`, rest.join('; '));
+}
+
+function invalidConfig(path: string, actual: unknown, expected: string): CniError {
+  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path, expected, actual })}`);
+}

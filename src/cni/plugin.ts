@@ -1,0 +1,115 @@
+/**
+ * The process around the machines: read the environment and stdin, run the command's machine, print the
+ * result or the error on stdout, pick the exit code. Only this module touches stdout and the exit code.
+ *
+ * Start-up time is the product (a runtime execs us for every container), so each command loads only what it
+ * uses: the "about" run and VERSION load no machine, no HTTP client and no logger.
+ */
+import { hostname } from 'node:os';
+import type { AnyStateMachine } from 'xstate';
+import { readEnvironment, type CniEnvironment } from './environment';
+import { CniError, ErrorCode, toCniError } from './errors';
+import { fallbackVersion, supportedVersions, checkVersion } from './versions';
+import { maxConfigBytes, sniffVersion } from './config';
+import type { CommandOutput } from '../machines/command';
+import type { Log } from '../services/logger';
+
+/** What differs between the executables built from this code. */
+export interface PluginOptions {
+  readonly name: string;
+  readonly version: string;
+  /** The verbose flavour logs at debug level to this file. */
+  readonly logFile?: string;
+}
+
+/** What the process gets and gives; the real process in production, a fake one in unit tests. */
+export interface PluginIo {
+  readonly env: NodeJS.ProcessEnv;
+  readStdin(): Promise<string>;
+  writeStdout(text: string): void;
+}
+
+/** Runs one invocation and returns the exit code. Never throws. */
+export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<number> {
+  let stdin = '';
+  let log: Log | undefined;
+  try {
+    const env = readEnvironment(io.env);
+    if (env === undefined) {
+      // Nomad fingerprints every executable in its CNI bin dir this way: exit 0 and print a semver version.
+      io.writeStdout(`CNI ${options.name} plugin v${options.version} (CNI spec ${supportedVersions.join(', ')})\n`);
+      return 0;
+    }
+    stdin = await io.readStdin();
+    if (env.command === 'VERSION') return printVersion(stdin, io);
+
+    const { createLog } = await import('../services/logger');
+    log = createLog({ name: options.name, ...(options.logFile ? { file: options.logFile } : {}) });
+    log.debug(`${options.name} v${options.version} ${env.command} container=${env.containerId || '-'} ifname=${env.ifname || '-'}`);
+    const output = await runMachine(env, stdin, log, io.env);
+    if (output.type === 'ok') {
+      log.debug(`${env.command} succeeded: ${JSON.stringify(output.result)}`);
+      io.writeStdout(`${JSON.stringify(output.result)}\n`);
+      return 0;
+    }
+    log.error(`${env.command} failed: ${output.error.message}${output.error.details ? ` (${output.error.details})` : ''}`);
+    io.writeStdout(`${JSON.stringify(output.error.toJSON(output.cniVersion ?? fallbackVersion))}\n`);
+    return 1;
+  } catch (caught) {
+    const error = toCniError(caught);
+    log?.error(`failed: ${error.message}${error.details ? ` (${error.details})` : ''}`);
+    io.writeStdout(`${JSON.stringify(error.toJSON(sniffVersion(stdin) ?? fallbackVersion))}\n`);
+    return 1;
+  } finally {
+    await log?.shutdown();
+  }
+}
+
+async function runMachine(env: CniEnvironment, stdin: string, log: Log, processEnv: NodeJS.ProcessEnv): Promise<CommandOutput> {
+  const machine = await machineFor(env.command);
+  const { createActor, toPromise } = await import('xstate');
+  const actor = createActor(machine, {
+    input: { env, stdin, log, hostId: processEnv.IPAM_DA_CONSUL_HOST_ID || hostname() },
+  });
+  actor.subscribe({
+    next: (snapshot) => log.debug(`${machine.id}: ${JSON.stringify(snapshot.value)}`),
+    error: () => undefined, // toPromise below reports it
+  });
+  actor.start();
+  return (await toPromise(actor)) as CommandOutput;
+}
+
+async function machineFor(command: CniEnvironment['command']): Promise<AnyStateMachine> {
+  switch (command) {
+    case 'ADD':
+      return (await import('../machines/add-command.machine')).addCommandMachine;
+    case 'DEL':
+      return (await import('../machines/del-command.machine')).delCommandMachine;
+    case 'CHECK':
+      return (await import('../machines/check-command.machine')).checkCommandMachine;
+    default:
+      throw new CniError(ErrorCode.InvalidEnvironment, `CNI_COMMAND ${command} is not supported yet by this version`);
+  }
+}
+
+/** VERSION: the versions this plugin speaks, in the version the runtime asked with. */
+function printVersion(stdin: string, io: PluginIo): number {
+  const asked = stdin.trim() === '' ? fallbackVersion : sniffVersion(stdin);
+  if (asked === undefined) throw new CniError(ErrorCode.DecodingFailure, 'VERSION: stdin is not a JSON object with a cniVersion string');
+  checkVersion(asked);
+  io.writeStdout(`${JSON.stringify({ cniVersion: asked, supportedVersions })}\n`);
+  return 0;
+}
+
+/** Reads stdin whole, refusing more than a network config could ever be. */
+export async function readProcessStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > maxConfigBytes) throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is too large', `limit is ${maxConfigBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,19 @@
+/**
+ * Entry point of the ipam-da-consul executable (bundled into dist/ by scripts/build.mjs).
+ * The verbose flavour is the same code built with IPAM_DA_CONSUL_FLAVOUR=verbose: it logs at debug level to a file.
+ */
+import { version } from '../package.json';
+import { readProcessStdin, runPlugin } from './cni/plugin';
+import { defaultVerboseLogFile } from './services/logger';
+
+declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
+const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
+// The log file can be moved (tests, hosts with another layout) without rebuilding.
+const logFile = verbose ? process.env.IPAM_DA_CONSUL_LOG_FILE || defaultVerboseLogFile : undefined;
+
+void runPlugin(
+  { name: 'ipam-da-consul', version, ...(logFile ? { logFile } : {}) },
+  { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
+).then((code) => {
+  process.exitCode = code;
+});

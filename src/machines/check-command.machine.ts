@@ -1,0 +1,109 @@
+/**
+ * CHECK: parse → pick server → load pool → verify that prevResult's addresses are this container's.
+ * Drawn in docs/state-diagrams/check-command.md. (The original panicked here.)
+ */
+import { assign, setup } from 'xstate';
+import type { DelegateConfig } from '../cni/config';
+import { sniffVersion } from '../cni/config';
+import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import { ipamResult, type Assigned } from '../cni/result';
+import type { ConsulKv } from '../services/consul-client';
+import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
+import { parseConfigLogic } from '../services/parse-config';
+import { pickServerLogic } from '../services/pick-server';
+import { verifyAllocationsLogic } from '../services/verify-allocations';
+import type { CommandInput, CommandOutput } from './command';
+
+interface CheckContext {
+  readonly input: CommandInput;
+  readonly config?: DelegateConfig;
+  readonly kv?: ConsulKv;
+  readonly pool?: LoadedPool;
+  readonly verified: readonly Assigned[];
+  readonly error?: CniError;
+}
+
+function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `CHECK reached a state without its ${name}`);
+  return value;
+}
+
+export const checkCommandMachine = setup({
+  types: {
+    context: {} as CheckContext,
+    input: {} as CommandInput,
+    output: {} as CommandOutput,
+  },
+  actors: {
+    parseConfig: parseConfigLogic,
+    pickServer: pickServerLogic,
+    loadPool: loadPoolLogic,
+    verifyAllocations: verifyAllocationsLogic,
+  },
+  actions: {
+    recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+  },
+}).createMachine({
+  id: 'check',
+  description: 'CNI CHECK: succeed only when every address of prevResult.ips in the pool is allocated to this container.',
+  context: ({ input }) => ({ input, verified: [] }),
+  initial: 'parsing',
+  states: {
+    parsing: {
+      description: 'Decode stdin: cniVersion, ipam.consul_servers, prevResult.pools and prevResult.ips.',
+      invoke: {
+        id: 'parseConfig',
+        src: 'parseConfig',
+        input: ({ context }) => ({ stdin: context.input.stdin, log: context.input.log }),
+        onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    pickingServer: {
+      description: 'Try ipam.consul_servers in order; keep the first with a leader.',
+      invoke: {
+        id: 'pickServer',
+        src: 'pickServer',
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        onDone: { target: 'loadingPool', actions: assign({ kv: ({ event }) => event.output }) },
+        onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    loadingPool: {
+      description: 'Read ipam/<pool>: its ranges say which addresses of prevResult belong to it.',
+      invoke: {
+        id: 'loadPool',
+        src: 'loadPool',
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name }),
+        onDone: { target: 'verifying', actions: assign({ pool: ({ event }) => event.output }) },
+        onError: { target: 'poolUnusable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    verifying: {
+      description: "Read the key of each address of prevResult.ips in the pool: each must be this container's.",
+      invoke: {
+        id: 'verifyAllocations',
+        src: 'verifyAllocations',
+        input: ({ context }) => ({
+          kv: present(context.kv, 'server'),
+          pool: present(context.pool, 'pool'),
+          prevIps: present(context.config, 'config').prevIps,
+          containerId: context.input.env.containerId,
+          ifname: context.input.env.ifname,
+        }),
+        onDone: { target: 'succeeded', actions: assign({ verified: ({ event }) => event.output }) },
+        onError: { target: 'mismatch', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    succeeded: { type: 'final', description: 'Print the verified addresses as an IPAM result.' },
+    invalidInput: { type: 'final', description: 'Stdin or environment is invalid (codes 1, 4, 6, 7). Nothing was sent to Consul.' },
+    consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
+    poolUnusable: { type: 'final', description: 'The pool is missing (100) or its ranges are invalid (101), or reading it failed.' },
+    mismatch: { type: 'final', description: 'An address is not allocated to this container (108), or reading it failed (11, 102, 106, 107).' },
+  },
+  output: ({ context }): CommandOutput => {
+    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
+    if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
+    return { type: 'ok', result: ipamResult(present(context.config, 'config').cniVersion, context.verified) };
+  },
+});

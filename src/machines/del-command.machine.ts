@@ -1,0 +1,128 @@
+/**
+ * DEL: parse → pick server → find this container's allocations → release each with a cas delete.
+ * Drawn in docs/state-diagrams/del-command.md. Idempotent: nothing to release is success.
+ */
+import { assign, setup } from 'xstate';
+import type { DelegateConfig } from '../cni/config';
+import { sniffVersion } from '../cni/config';
+import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import type { ConsulKv } from '../services/consul-client';
+import { findAllocationsLogic, type Found } from '../services/find-allocations';
+import { parseConfigLogic } from '../services/parse-config';
+import { pickServerLogic } from '../services/pick-server';
+import { releaseAllocationsLogic } from '../services/release-allocations';
+import type { CommandInput, CommandOutput } from './command';
+
+interface DelContext {
+  readonly input: CommandInput;
+  readonly config?: DelegateConfig;
+  readonly kv?: ConsulKv;
+  readonly found: readonly Found[];
+  readonly error?: CniError;
+}
+
+function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `DEL reached a state without its ${name}`);
+  return value;
+}
+
+export const delCommandMachine = setup({
+  types: {
+    context: {} as DelContext,
+    input: {} as CommandInput,
+    output: {} as CommandOutput,
+  },
+  actors: {
+    parseConfig: parseConfigLogic,
+    pickServer: pickServerLogic,
+    findAllocations: findAllocationsLogic,
+    releaseAllocations: releaseAllocationsLogic,
+  },
+  actions: {
+    recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+  },
+  guards: {
+    nothingFound: (_, params: { found: readonly Found[] }) => params.found.length === 0,
+  },
+}).createMachine({
+  id: 'del',
+  description: "CNI DEL: release the container's addresses in the selected pool. Succeeds when there is nothing to release.",
+  context: ({ input }) => ({ input, found: [] }),
+  initial: 'parsing',
+  states: {
+    parsing: {
+      description: 'Decode stdin: cniVersion, ipam.consul_servers, prevResult.pools (and prevResult.ips when the runtime passes them).',
+      invoke: {
+        id: 'parseConfig',
+        src: 'parseConfig',
+        input: ({ context }) => ({ stdin: context.input.stdin, log: context.input.log }),
+        onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    pickingServer: {
+      description: 'Try ipam.consul_servers in order; keep the first with a leader.',
+      invoke: {
+        id: 'pickServer',
+        src: 'pickServer',
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        onDone: { target: 'findingAllocations', actions: assign({ kv: ({ event }) => event.output }) },
+        onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    findingAllocations: {
+      description: "Read the keys of prevResult.ips (or the host's note); search the pool only when neither names an address.",
+      invoke: {
+        id: 'findAllocations',
+        src: 'findAllocations',
+        input: ({ context }) => {
+          const config = present(context.config, 'config');
+          return {
+            kv: present(context.kv, 'server'),
+            pool: config.pool.name,
+            prevIps: config.prevIps,
+            containerId: context.input.env.containerId,
+            ifname: context.input.env.ifname,
+            dataDir: config.dataDir,
+            log: context.input.log,
+          };
+        },
+        onDone: [
+          { guard: { type: 'nothingFound', params: ({ event }) => ({ found: event.output }) }, target: 'succeeded' },
+          { target: 'releasing', actions: assign({ found: ({ event }) => event.output }) },
+        ],
+        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    releasing: {
+      description: "Delete each allocation with cas on the index just read; one that changed hands is left alone. Clear the host's note.",
+      invoke: {
+        id: 'releaseAllocations',
+        src: 'releaseAllocations',
+        input: ({ context }) => {
+          const config = present(context.config, 'config');
+          return {
+            kv: present(context.kv, 'server'),
+            pool: config.pool.name,
+            found: context.found,
+            containerId: context.input.env.containerId,
+            ifname: context.input.env.ifname,
+            dataDir: config.dataDir,
+            log: context.input.log,
+          };
+        },
+        onDone: { target: 'succeeded' },
+        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    succeeded: { type: 'final', description: 'Print an IPAM result with no addresses (the delegation protocol wants output on every command).' },
+    invalidInput: { type: 'final', description: 'Stdin or environment is invalid (codes 1, 4, 6, 7). Nothing was sent to Consul.' },
+    consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11): the runtime should retry.' },
+    consulFailed: { type: 'final', description: 'A KV read or delete failed (11, 106, 107).' },
+  },
+  output: ({ context }): CommandOutput => {
+    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
+    if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
+    return { type: 'ok', result: { cniVersion: present(context.config, 'config').cniVersion, ips: [], routes: [], dns: {} } };
+  },
+});

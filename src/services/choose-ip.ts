@@ -1,0 +1,102 @@
+import { fromPromise } from 'xstate';
+import { CniError, ErrorCode } from '../cni/errors';
+import { spreadIndex } from './contention';
+import type { ConsulKv } from './consul-client';
+import { candidatesAfter, type Candidate } from './ip-math';
+import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
+import type { LoadedPool } from './load-pool';
+import type { Log } from './logger';
+
+export interface ChooseIpInput {
+  readonly kv: ConsulKv;
+  readonly pool: LoadedPool;
+  /** The round-robin hint: the search starts after it. */
+  readonly after?: string;
+  /** Addresses lost to another writer during this invocation. */
+  readonly avoid: readonly string[];
+  /** How many writes this invocation has lost: widens the random spread among free candidates. */
+  readonly lost: number;
+  readonly log: Log;
+  readonly random?: () => number;
+}
+
+export type Choice = { readonly kind: 'free'; readonly candidate: Candidate } | { readonly kind: 'full' };
+
+/** Candidates checked per Consul transaction (Consul before 1.14 takes at most 64 operations). */
+export const windowSize = 32;
+/** Windows checked one transaction at a time before falling back to one listing of the pool's key names. */
+export const maxWindows = 4;
+
+/**
+ * Runs in ADD when no static IP was requested: finds a free address, round robin from the host's hint.
+ *
+ * The pool is never read whole when a part will do: the next candidates are checked in one transaction of
+ * `get`s (Consul reports each missing key: those are free), so a pool with 50,000 allocations costs what an
+ * empty one does, and a /48 is never enumerated. Only when several windows in a row are taken (a host with
+ * no hint in a crowded pool) does it list the pool's key names once and pick from that.
+ */
+export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
+  const { kv, pool, after, lost, log, random = Math.random } = input;
+  const avoid = new Set(input.avoid);
+  const candidates = candidatesAfter(pool.ranges, after);
+  for (let window = 0; window < maxWindows; window++) {
+    const batch = take(candidates, windowSize, avoid);
+    if (batch.length === 0) return { kind: 'full' };
+    const free = await freeAmong(kv, pool.name, batch);
+    log.debug(`window ${window} from ${batch[0]!.ip}: ${free.length} of ${batch.length} free`);
+    if (free.length > 0) return { kind: 'free', candidate: free[spreadIndex(free.length, lost, random)]! };
+  }
+  const taken = await listTaken(kv, pool.name);
+  log.debug(`${maxWindows} windows taken; listed ${taken.size} allocations of ${pool.name}`);
+  for (const key of avoid) taken.add(key);
+  const free = take(candidatesAfter(pool.ranges, after), windowSize, taken);
+  return free.length > 0 ? { kind: 'free', candidate: free[spreadIndex(free.length, lost, random)]! } : { kind: 'full' };
+});
+
+/** Takes up to n candidates not in `skip` from a lazy sequence. */
+function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<string>): Candidate[] {
+  const out: Candidate[] = [];
+  while (out.length < n) {
+    const next = candidates.next();
+    if (next.done) break;
+    if (!skip.has(next.value.ip)) out.push(next.value);
+  }
+  return out;
+}
+
+/** One transaction of `get`s: Consul rolls it back and names every operation whose key does not exist. */
+async function freeAmong(kv: ConsulKv, pool: string, batch: readonly Candidate[]): Promise<Candidate[]> {
+  const outcome = await kv.txn(batch.map(({ ip }) => ({ verb: 'get', key: allocationKey(pool, ip) })));
+  if (outcome.applied) {
+    // All taken. The seed's rule holds for every allocation we read: each must be valid.
+    for (const entry of outcome.entries) parseAllocation(pool, entry.key, entry.value);
+    return [];
+  }
+  const free: Candidate[] = [];
+  for (const { opIndex, what } of outcome.errors) {
+    if (/permission denied/i.test(what)) {
+      throw new CniError(ErrorCode.PermissionDenied, `Consul denied a read of ${allocationPrefix(pool)}: permission denied (check ipam.consul_token)`, `${kv.server}: ${what}`);
+    }
+    if (!/doesn't exist|does not exist/i.test(what) || batch[opIndex] === undefined) {
+      throw new CniError(ErrorCode.KvFailure, `Consul failed a read of ${allocationPrefix(pool)}`, `${kv.server}: operation ${opIndex}: ${what}`);
+    }
+    free.push(batch[opIndex]!);
+  }
+  return free;
+}
+
+/** Every allocated address of the pool, from key names alone; a key not named after an address is an invalid Allocation. */
+async function listTaken(kv: ConsulKv, pool: string): Promise<Set<string>> {
+  const prefix = allocationPrefix(pool);
+  const taken = new Set<string>();
+  for (const key of await kv.keys(prefix)) {
+    if (key === prefix) continue; // the folder key that Consul's UI creates
+    taken.add(parseAllocationKey(pool, key));
+  }
+  return taken;
+}
+
+function parseAllocationKey(pool: string, key: string): string {
+  // parseAllocation checks the name first; a placeholder value lets it check only that.
+  return parseAllocation(pool, key, '{"target":"-"}').ip;
+}

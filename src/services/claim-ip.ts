@@ -1,0 +1,52 @@
+import { fromPromise } from 'xstate';
+import type { Candidate } from './ip-math';
+import type { ConsulKv } from './consul-client';
+import { rememberHeld, rememberLastReserved } from './host-store';
+import { allocationKey, belongsTo, parseAllocation, type Allocation } from './kv-layout';
+import type { LoadedPool } from './load-pool';
+import type { Log } from './logger';
+
+export interface ClaimIpInput {
+  readonly kv: ConsulKv;
+  readonly pool: LoadedPool;
+  readonly candidate: Candidate;
+  /** `next`: a free address, written only if still absent (cas=0). `requested`: a static IP, written unconditionally, as the seed says. */
+  readonly mode: 'next' | 'requested';
+  readonly containerId: string;
+  readonly ifname: string;
+  readonly hostId: string;
+  readonly dataDir: string;
+  readonly log: Log;
+}
+
+/** Whether the address is now ours; false means another writer took it first. */
+export interface Claim {
+  readonly won: boolean;
+}
+
+/**
+ * Runs in ADD once an address is chosen: writes ipam/<pool>/<ip>. The host notes the address before the
+ * write, so a retried ADD finds it even if this process dies right after Consul applied it. A `cas=0` write
+ * that answers false is read back: if the key is ours (a retried request whose first try was applied), we won.
+ */
+export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) => {
+  const { kv, pool, candidate, mode, containerId, ifname, hostId, dataDir, log } = input;
+  const key = allocationKey(pool.name, candidate.ip);
+  const allocation: Allocation = { target: containerId, ifname, host: hostId };
+  await rememberHeld(dataDir, pool.name, containerId, ifname, candidate.ip).catch((error: Error) =>
+    log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
+  );
+  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined);
+  let won = written;
+  if (!written) {
+    const entry = await kv.get(key);
+    won = entry !== undefined && belongsTo(parseAllocation(pool.name, entry.key, entry.value).allocation, containerId, ifname);
+    log.debug(`cas=0 write of ${key} lost; the key ${won ? 'is ours after all' : 'belongs to another container'}`);
+  }
+  if (won && mode === 'next') {
+    await rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip).catch((error: Error) =>
+      log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
+    );
+  }
+  return { won };
+});

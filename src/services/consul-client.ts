@@ -1,0 +1,249 @@
+/**
+ * A small Consul KV client over got. One instance talks to one server; pickServer chooses which.
+ * https://developer.hashicorp.com/consul/api-docs/kv and /api-docs/txn
+ *
+ * Every request has a connect and a total timeout, so a dead or hung server cannot stall a container start.
+ * Transient answers (no leader during an election, 5xx, a reset connection) are retried on the same server
+ * within a small budget; everything else fails at once with the CNI error code that fits it.
+ */
+import { readFileSync } from 'node:fs';
+import type { Got, OptionsInit } from 'got';
+import { CniError, ErrorCode } from '../cni/errors';
+import type { Log } from './logger';
+
+/** How to reach Consul; the fields of DelegateConfig['consul']. */
+export interface ConsulOptions {
+  readonly servers: readonly string[];
+  readonly token?: string;
+  readonly tokenFile?: string;
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+/** One KV entry, its value decoded from base64. */
+export interface KvEntry {
+  readonly key: string;
+  readonly value: string | null;
+  readonly createIndex: number;
+  readonly modifyIndex: number;
+}
+
+/** A /v1/txn operation on KV. */
+export type TxnOp =
+  | { readonly verb: 'get' | 'get-tree' | 'check-not-exists' | 'delete'; readonly key: string }
+  | { readonly verb: 'cas' | 'delete-cas' | 'check-index'; readonly key: string; readonly index: number; readonly value?: string }
+  | { readonly verb: 'set'; readonly key: string; readonly value: string };
+
+/** What a transaction returned: the entries read, or (rolled back) one error per failed operation. */
+export type TxnOutcome =
+  | { readonly applied: true; readonly entries: readonly KvEntry[] }
+  | { readonly applied: false; readonly errors: ReadonlyArray<{ readonly opIndex: number; readonly what: string }> };
+
+/** The operations the commands need from Consul. */
+export interface ConsulKv {
+  /** The server URL this client talks to. */
+  readonly server: string;
+  /** HTTP requests sent so far (retries included), for logs and the benchmark. */
+  readonly requests: number;
+  /** GET /v1/status/leader: the leader's address, "" when there is none. Not retried: used to pick a server. */
+  leader(): Promise<string>;
+  get(key: string): Promise<KvEntry | undefined>;
+  /** Every entry under a textual prefix (`?recurse`), [] when there is none. */
+  list(prefix: string): Promise<KvEntry[]>;
+  /** Key names only under a textual prefix (`?keys`): far cheaper than values. */
+  keys(prefix: string): Promise<string[]>;
+  /** PUT; with `cas`, only if the key's ModifyIndex is `cas` (0: only if absent). True when written. */
+  put(key: string, value: string, cas?: number): Promise<boolean>;
+  /** DELETE with `?cas`: true when deleted, false when the key changed since `cas`. */
+  deleteCas(key: string, cas: number): Promise<boolean>;
+  txn(ops: readonly TxnOp[]): Promise<TxnOutcome>;
+}
+
+/** Delay before retry `attempt` (1-based) of a transient failure; 0 means give up. About 3 s in all, jittered. */
+export function transientRetryDelay(attempt: number, random: () => number = Math.random): number {
+  const budget = [100, 200, 400, 800, 1500];
+  const base = budget[attempt - 1];
+  return base === undefined ? 0 : Math.round(base * (0.5 + random()));
+}
+
+interface RawEntry {
+  Key: string;
+  Value: string | null;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+const toEntry = (raw: RawEntry): KvEntry => ({
+  key: raw.Key,
+  value: raw.Value === null ? null : Buffer.from(raw.Value, 'base64').toString('utf8'),
+  createIndex: raw.CreateIndex,
+  modifyIndex: raw.ModifyIndex,
+});
+
+/** A key path for the URL: each segment encoded, the separators kept. */
+const keyPath = (key: string): string => `v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
+
+/** Reads the token from ipam.consul_token or ipam.consul_token_file; never logged. */
+export function resolveToken(options: ConsulOptions): string | undefined {
+  if (options.token !== undefined && options.token !== '') return options.token;
+  if (options.tokenFile === undefined) return undefined;
+  try {
+    return readFileSync(options.tokenFile, 'utf8').trim();
+  } catch (error) {
+    throw new CniError(ErrorCode.IoFailure, `cannot read ipam.consul_token_file ${options.tokenFile}`, (error as Error).message);
+  }
+}
+
+function readPem(field: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new CniError(ErrorCode.IoFailure, `cannot read ${field} ${path}`, (error as Error).message);
+  }
+}
+
+/** got options shared by every server of one invocation. */
+export function gotOptions(options: ConsulOptions): OptionsInit {
+  const token = resolveToken(options);
+  return {
+    timeout: { connect: options.connectTimeoutMs, secureConnect: options.connectTimeoutMs, request: options.requestTimeoutMs },
+    retry: { limit: 0 }, // our own loop below knows which Consul answers are transient
+    throwHttpErrors: false,
+    headers: token === undefined ? {} : { 'x-consul-token': token },
+    https: {
+      certificateAuthority: readPem('ipam.consul_ca_file', options.caFile),
+      certificate: readPem('ipam.consul_cert_file', options.certFile),
+      key: readPem('ipam.consul_key_file', options.keyFile),
+    },
+  };
+}
+
+/** A failure talking to a server: why, and whether trying again (or another server) may help. */
+export class ConsulFailure extends CniError {}
+
+/** Maps an HTTP status and body to the CNI error it means. */
+export function failureForStatus(server: string, what: string, status: number, body: string): ConsulFailure {
+  const said = body.trim().slice(0, 200);
+  if (status === 403 || /permission denied/i.test(said)) {
+    return new ConsulFailure(ErrorCode.PermissionDenied, `Consul denied ${what}: permission denied (check ipam.consul_token)`, `${server} answered ${status}: ${said}`);
+  }
+  if (status >= 500) return new ConsulFailure(ErrorCode.TryAgainLater, `Consul could not serve ${what}`, `${server} answered ${status}: ${said}`);
+  return new ConsulFailure(ErrorCode.KvFailure, `Consul refused ${what}`, `${server} answered ${status}: ${said}`);
+}
+
+/** Maps a transport failure (refused, timed out, TLS) to the CNI error it means. */
+export function failureForTransport(server: string, what: string, error: unknown): ConsulFailure {
+  const code = (error as { code?: string }).code ?? 'ERROR';
+  const message = (error as Error).message ?? String(error);
+  return new ConsulFailure(ErrorCode.TryAgainLater, `cannot reach Consul for ${what}`, `${server}: ${code}: ${message}`);
+}
+
+const isTransient = (error: unknown): boolean =>
+  error instanceof ConsulFailure && error.code === ErrorCode.TryAgainLater && !/ETIMEDOUT|ECONNREFUSED|CERT|SSL|EPROTO/.test(error.details);
+
+/** Creates a client for one server. got is loaded here, on first use, so VERSION never pays for it. */
+export async function connectConsul(server: string, options: OptionsInit, log: Log): Promise<ConsulKv> {
+  const { default: got } = await import('got');
+  const http: Got = got.extend({ ...options, prefixUrl: server });
+  let requests = 0;
+
+  /** Sends one request, retrying transient failures when `retry` is set. */
+  async function send(what: string, path: string, init: OptionsInit, retry = true): Promise<{ status: number; body: string }> {
+    for (let attempt = 1; ; attempt++) {
+      requests++;
+      const started = Date.now();
+      try {
+        const response = await http(path, { ...init, responseType: 'text', resolveBodyOnly: false, isStream: false });
+        const body = response.body;
+        log.debug(`consul ${init.method ?? 'GET'} ${path}${init.searchParams ? `?${new URLSearchParams(init.searchParams as Record<string, string>)}` : ''} -> ${response.statusCode} in ${Date.now() - started} ms`);
+        if (response.statusCode < 500 && response.statusCode !== 403) return { status: response.statusCode, body };
+        throw failureForStatus(server, what, response.statusCode, body);
+      } catch (caught) {
+        const failure = caught instanceof ConsulFailure ? caught : failureForTransport(server, what, caught);
+        const delay = retry && isTransient(failure) ? transientRetryDelay(attempt) : 0;
+        log.debug(`consul ${what} failed (attempt ${attempt}): ${failure.message}: ${failure.details}`);
+        if (delay === 0) throw failure;
+        log.warn(`${failure.message} (${failure.details}); retrying in ${delay} ms`);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  const parse = <T>(what: string, body: string): T => {
+    try {
+      return JSON.parse(body) as T;
+    } catch {
+      throw new ConsulFailure(ErrorCode.KvFailure, `Consul sent an answer to ${what} that is not JSON`, `${server}: ${body.slice(0, 200)}`);
+    }
+  };
+  const expectOk = (what: string, response: { status: number; body: string }, ...ok: number[]): void => {
+    if (![200, ...ok].includes(response.status)) throw failureForStatus(server, what, response.status, response.body);
+  };
+
+  return {
+    server,
+    get requests() {
+      return requests;
+    },
+    async leader() {
+      const what = 'the leader status';
+      const response = await send(what, 'v1/status/leader', {}, false);
+      expectOk(what, response);
+      return parse<string>(what, response.body);
+    },
+    async get(key) {
+      const what = `a read of ${key}`;
+      const response = await send(what, keyPath(key), {});
+      expectOk(what, response, 404);
+      return response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
+    },
+    async list(prefix) {
+      const what = `a read of ${prefix}`;
+      const response = await send(what, keyPath(prefix), { searchParams: { recurse: '' } });
+      expectOk(what, response, 404);
+      return response.status === 404 ? [] : parse<RawEntry[]>(what, response.body).map(toEntry);
+    },
+    async keys(prefix) {
+      const what = `a listing of ${prefix}`;
+      const response = await send(what, keyPath(prefix), { searchParams: { keys: '' } });
+      expectOk(what, response, 404);
+      return response.status === 404 ? [] : parse<string[]>(what, response.body);
+    },
+    async put(key, value, cas) {
+      const what = `a write of ${key}`;
+      const searchParams = cas === undefined ? undefined : { cas: String(cas) };
+      const response = await send(what, keyPath(key), { method: 'PUT', body: value, ...(searchParams ? { searchParams } : {}) });
+      expectOk(what, response);
+      return parse<boolean>(what, response.body) === true;
+    },
+    async deleteCas(key, cas) {
+      const what = `a delete of ${key}`;
+      const response = await send(what, keyPath(key), { method: 'DELETE', searchParams: { cas: String(cas) } });
+      expectOk(what, response);
+      return parse<boolean>(what, response.body) === true;
+    },
+    async txn(ops) {
+      const what = `a transaction on ${ops[0]?.key ?? 'KV'}`;
+      const json = ops.map((op) => ({
+        KV: {
+          Verb: op.verb,
+          Key: op.key,
+          ...('value' in op && op.value !== undefined ? { Value: Buffer.from(op.value).toString('base64') } : {}),
+          ...('index' in op ? { Index: op.index } : {}),
+        },
+      }));
+      const response = await send(what, 'v1/txn', { method: 'PUT', body: JSON.stringify(json) });
+      expectOk(what, response, 409);
+      if (response.status === 409) {
+        const body = parse<{ Errors?: Array<{ OpIndex: number; What: string }> }>(what, response.body);
+        return { applied: false, errors: (body.Errors ?? []).map((e) => ({ opIndex: e.OpIndex, what: e.What })) };
+      }
+      const body = parse<{ Results?: Array<{ KV?: RawEntry }> | null }>(what, response.body);
+      return { applied: true, entries: (body.Results ?? []).flatMap((r) => (r.KV ? [toEntry(r.KV)] : [])) };
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import { fromPromise } from 'xstate';
+import type { PrevIp } from '../cni/config';
+import { CniError } from '../cni/errors';
+import type { ConsulKv, KvEntry } from './consul-client';
+import { recallHeld } from './host-store';
+import { allocationKey, allocationPrefix, belongsTo, parseAllocation } from './kv-layout';
+import type { Log } from './logger';
+
+export interface FindAllocationsInput {
+  readonly kv: ConsulKv;
+  readonly pool: string;
+  readonly prevIps: readonly PrevIp[];
+  readonly containerId: string;
+  readonly ifname: string;
+  readonly dataDir: string;
+  readonly log: Log;
+}
+
+/** An allocation of this container, with the index a `cas` delete must match. */
+export interface Found {
+  readonly ip: string;
+  readonly key: string;
+  readonly modifyIndex: number;
+}
+
+/**
+ * Runs in DEL: finds the allocations of this container and interface. When the runtime passed the ADD result
+ * (prevResult.ips), or this host remembers the address, those keys are read directly; the pool is searched only
+ * when neither names an address. Keys whose value is not a valid Allocation are passed over with a warning:
+ * DEL must not fail on another container's broken key.
+ */
+export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) => {
+  const { kv, pool, prevIps, containerId, ifname, dataDir, log } = input;
+  const held = await recallHeld(dataDir, pool, containerId, ifname);
+  const named = [...new Set([...prevIps.map((p) => p.ip), ...(held ? [held] : [])])];
+  let entries: KvEntry[];
+  if (named.length > 0) {
+    entries = (await Promise.all(named.map((ip) => kv.get(allocationKey(pool, ip))))).filter((e): e is KvEntry => e !== undefined);
+  } else {
+    log.debug(`no address named for ${containerId}; searching ${allocationPrefix(pool)}`);
+    entries = (await kv.list(allocationPrefix(pool))).filter((e) => e.key !== allocationPrefix(pool));
+  }
+  const found: Found[] = [];
+  for (const entry of entries) {
+    try {
+      const { ip, allocation } = parseAllocation(pool, entry.key, entry.value);
+      if (belongsTo(allocation, containerId, ifname)) found.push({ ip, key: entry.key, modifyIndex: entry.modifyIndex });
+    } catch (error) {
+      log.warn(`passing over ${entry.key}: ${error instanceof CniError ? error.message : String(error)}`);
+    }
+  }
+  return found;
+});

@@ -1,0 +1,78 @@
+/**
+ * What this host remembers between invocations, under ipam.data_dir (default /var/lib/cni/ipam-da-consul):
+ *
+ *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>"}
+ *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
+ *
+ * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
+ * address just released is not handed straight out again) and lets ADD start where free addresses are;
+ * the second lets a repeated ADD find its address without reading the pool. Both are checked against Consul.
+ * Losing them (a new host, a wiped disk) costs one longer search, never a wrong answer.
+ */
+import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** The host's memory of one pool, for one container and interface. */
+export interface HostMemory {
+  /** The last address this host handed out from the pool, if the pool is the one it was handed out from. */
+  readonly lastReserved?: string;
+  /** The address this host gave to the container and interface, if it remembers one. */
+  readonly held?: string;
+}
+
+/** Names are validated before they get here (pool names and container IDs have no "/" or ".."). */
+const poolDir = (dataDir: string, pool: string) => join(dataDir, pool);
+const heldFile = (dataDir: string, pool: string, containerId: string, ifname: string) => join(poolDir(dataDir, pool), 'containers', containerId, ifname);
+const hintFile = (dataDir: string, pool: string) => join(poolDir(dataDir, pool), 'last_reserved_ip');
+
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes through a temporary file and a rename, so a reader never sees half a file. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const dir = join(path, '..');
+  await mkdir(dir, { recursive: true });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, content);
+  await rename(temporary, path);
+}
+
+/** Reads what this host remembers; a pool re-created since (another CreateIndex) starts afresh. */
+export async function recall(dataDir: string, pool: string, poolIdentity: number, containerId: string, ifname: string): Promise<HostMemory> {
+  const [hintText, held] = await Promise.all([readText(hintFile(dataDir, pool)), readText(heldFile(dataDir, pool, containerId, ifname))]);
+  let lastReserved: string | undefined;
+  try {
+    const hint = JSON.parse(hintText ?? 'null') as { pool?: unknown; ip?: unknown } | null;
+    if (hint?.pool === poolIdentity && typeof hint.ip === 'string') lastReserved = hint.ip;
+  } catch {
+    // An unreadable hint is no hint.
+  }
+  return { ...(lastReserved ? { lastReserved } : {}), ...(held ? { held } : {}) };
+}
+
+/** Notes the address about to be claimed for a container, before the write to Consul, so a retried ADD finds it even if this one dies. */
+export function rememberHeld(dataDir: string, pool: string, containerId: string, ifname: string, ip: string): Promise<void> {
+  return writeAtomically(heldFile(dataDir, pool, containerId, ifname), `${ip}\n`);
+}
+
+/** Moves the round-robin hint forward. */
+export function rememberLastReserved(dataDir: string, pool: string, poolIdentity: number, ip: string): Promise<void> {
+  return writeAtomically(hintFile(dataDir, pool), `${JSON.stringify({ pool: poolIdentity, ip })}\n`);
+}
+
+/** Forgets a container's address (on DEL). Missing files are fine. */
+export async function forgetHeld(dataDir: string, pool: string, containerId: string, ifname: string): Promise<void> {
+  await rm(heldFile(dataDir, pool, containerId, ifname), { force: true });
+  // The container's folder goes too once its last interface is gone; rmdir refuses a folder that is not empty.
+  await rmdir(join(heldFile(dataDir, pool, containerId, ifname), '..')).catch(() => undefined);
+}
+
+/** Reads only the held address, for DEL (which does not need the pool's identity). */
+export function recallHeld(dataDir: string, pool: string, containerId: string, ifname: string): Promise<string | undefined> {
+  return readText(heldFile(dataDir, pool, containerId, ifname));
+}

@@ -1,0 +1,118 @@
+/**
+ * Address arithmetic over ip6addr: pure functions, table-tested in test/unit/ip-math.test.ts.
+ * Addresses travel as canonical text (see canonicalIp) so that one address is always one Consul key.
+ */
+import * as ip6addr from 'ip6addr';
+import { canonicalIp } from '../cni/codecs';
+
+/** An IP Range of a pool, checked and with its defaults filled in. */
+export interface AddressRange {
+  /** Canonical CIDR, e.g. "10.0.20.0/23". */
+  readonly subnet: string;
+  readonly prefix: number;
+  readonly family: 4 | 6;
+  /** First and last address handed out automatically (inclusive). */
+  readonly start: string;
+  readonly end: string;
+  readonly gateway?: string;
+}
+
+/** The IP Range object as it is stored in the pool key (the host-local format). */
+export interface RangeDefinition {
+  readonly subnet: string;
+  readonly rangeStart?: string;
+  readonly rangeEnd?: string;
+  readonly gateway?: string;
+}
+
+function text(addr: ip6addr.Addr): string {
+  return addr.toString({ format: addr.kind() === 'ipv4' ? 'v4' : 'v6', zeroElide: true });
+}
+
+/**
+ * Checks a range definition and fills in its defaults, as host-local does: rangeStart defaults to the
+ * first address after the network address, rangeEnd to the last before the IPv4 broadcast address.
+ * Throws an Error whose message says what is wrong.
+ */
+export function normalizeRange(definition: RangeDefinition): AddressRange {
+  const cidr = ip6addr.createCIDR(definition.subnet);
+  const prefix = cidr.prefixLength();
+  const family = cidr.address().kind() === 'ipv4' ? 4 : 6;
+  const inSubnet = (name: string, value: string | undefined): string | undefined => {
+    if (value === undefined) return undefined;
+    const ip = canonicalIp(value);
+    if (ip === undefined || ip6addr.parse(ip).kind() !== cidr.address().kind() || !cidr.contains(ip)) {
+      throw new Error(`${name} ${value} is not an address of subnet ${definition.subnet}`);
+    }
+    return ip;
+  };
+  const start = inSubnet('rangeStart', definition.rangeStart) ?? text(cidr.first());
+  const end = inSubnet('rangeEnd', definition.rangeEnd) ?? text(cidr.last());
+  if (ip6addr.compare(start, end) > 0) throw new Error(`rangeStart ${start} comes after rangeEnd ${end}`);
+  const gateway = inSubnet('gateway', definition.gateway);
+  const range = { subnet: `${text(cidr.address())}/${prefix}`, prefix, family, start, end } as const;
+  return gateway === undefined ? range : { ...range, gateway };
+}
+
+/** Whether two ranges share an address (a pool must not list one address twice). */
+export function rangesOverlap(a: AddressRange, b: AddressRange): boolean {
+  return ip6addr.compare(a.start, b.end) <= 0 && ip6addr.compare(b.start, a.end) <= 0 && a.family === b.family;
+}
+
+/** The network address, the IPv4 broadcast address and the gateway are never given to a container. */
+export function isReserved(range: AddressRange, ip: string): boolean {
+  if (ip === range.gateway) return true;
+  const cidr = ip6addr.createCIDR(range.subnet);
+  if (ip === text(cidr.address())) return range.prefix < (range.family === 4 ? 31 : 127);
+  const broadcast = range.family === 4 && range.prefix < 31 ? cidr.broadcast() : null; // IPv6 has none
+  return broadcast !== null && ip === text(broadcast);
+}
+
+/** The range whose subnet holds ip (static IPs may lie outside rangeStart..rangeEnd). */
+export function rangeHolding(ranges: readonly AddressRange[], ip: string): AddressRange | undefined {
+  return ranges.find((range) => ip6addr.createCIDR(range.subnet).contains(ip) && ip6addr.parse(ip).kind() === (range.family === 4 ? 'ipv4' : 'ipv6'));
+}
+
+/** The range whose rangeStart..rangeEnd holds ip. */
+export function rangeAllocating(ranges: readonly AddressRange[], ip: string): AddressRange | undefined {
+  return ranges.find(
+    (range) => rangeHolding([range], ip) !== undefined && ip6addr.compare(range.start, ip) <= 0 && ip6addr.compare(ip, range.end) <= 0,
+  );
+}
+
+/** One candidate address and the range it belongs to. */
+export interface Candidate {
+  readonly ip: string;
+  readonly range: AddressRange;
+}
+
+/**
+ * Every allocatable address in round-robin order, as host-local walks them: starting after `after`
+ * (the last address this host handed out), to the end of the ranges, then wrapping to the first range's
+ * start, ending with `after` itself. Without a usable `after`, from the first range's start.
+ * Lazy: a /48 is never enumerated, callers take only what they need.
+ */
+export function* candidatesAfter(ranges: readonly AddressRange[], after?: string): Generator<Candidate> {
+  if (ranges.length === 0) return;
+  const afterRange = after === undefined ? undefined : rangeAllocating(ranges, after);
+  const first = afterRange === undefined ? 0 : ranges.indexOf(afterRange);
+  for (let step = 0; step <= ranges.length; step++) {
+    const range = ranges[(first + step) % ranges.length]!;
+    const isFirst = step === 0;
+    const isWrap = step === ranges.length;
+    if (isWrap && afterRange === undefined) return;
+    let addr: ip6addr.Addr | null = ip6addr.parse(isFirst && afterRange !== undefined ? after! : range.start);
+    if (isFirst && afterRange !== undefined) addr = addr.offset(1);
+    const stop = isWrap ? after! : range.end;
+    while (addr !== null && addr.compare(stop) <= 0) {
+      const ip = text(addr);
+      if (!isReserved(range, ip)) yield { ip, range };
+      addr = addr.offset(1);
+    }
+  }
+}
+
+/** The address's family as CNI 0.4.0 results spell it. */
+export function familyOf(ip: string): '4' | '6' {
+  return ip.includes(':') ? '6' : '4';
+}

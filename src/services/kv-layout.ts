@@ -1,0 +1,93 @@
+/**
+ * The Consul KV layout, shared with every other implementation of ipam-da-consul. Do not change it.
+ *
+ *   ipam/<pool>        JSON array of IP Ranges {subnet, rangeStart?, rangeEnd?, gateway?}
+ *   ipam/<pool>/<ip>   JSON Allocation {"target": "<CNI_CONTAINERID>"}, one key per allocated address
+ *
+ * We also write `ifname` and `host` beside `target`; other implementations read `target` and ignore them.
+ */
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/Either';
+import { canonicalIp, IpAddress, Subnet } from '../cni/codecs';
+import { describeDecodeErrors, problemText, showValue } from '../cni/decode-report';
+import { CniError, ErrorCode } from '../cni/errors';
+import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
+
+export const poolKey = (pool: string): string => `ipam/${pool}`;
+export const allocationPrefix = (pool: string): string => `ipam/${pool}/`;
+export const allocationKey = (pool: string, ip: string): string => `ipam/${pool}/${ip}`;
+
+const RangeObject = t.intersection(
+  [t.type({ subnet: Subnet }, 'an IP Range object'), t.partial({ rangeStart: IpAddress, rangeEnd: IpAddress, gateway: IpAddress })],
+  'an IP Range object',
+);
+const RangeList = t.refinement(t.array(RangeObject), (list) => list.length > 0, 'a non-empty JSON array of IP Range objects');
+
+/** Parses and checks the value of ipam/<pool>. Errors name the pool, the field and the value. */
+export function parsePoolDefinition(pool: string, value: string | null): AddressRange[] {
+  const key = poolKey(pool);
+  let json: unknown;
+  try {
+    json = JSON.parse(value ?? '');
+  } catch {
+    throw new CniError(ErrorCode.InvalidPool, `pool key ${key} is not JSON`, `got ${showValue(value)}`);
+  }
+  const decoded = RangeList.decode(json);
+  if (isLeft(decoded)) {
+    const [first, ...rest] = describeDecodeErrors(decoded.left, key).map(problemText);
+    throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${first}`, rest.join('; '));
+  }
+  const ranges = decoded.right.map((definition, index) => {
+    try {
+      return normalizeRange(definition);
+    } catch (error) {
+      throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${key}[${index}]: ${(error as Error).message}`);
+    }
+  });
+  ranges.forEach((a, i) =>
+    ranges.slice(i + 1).forEach((b, j) => {
+      if (rangesOverlap(a, b)) {
+        throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${key}[${i}] and ${key}[${i + 1 + j}] overlap`);
+      }
+    }),
+  );
+  return ranges;
+}
+
+/** An Allocation as stored; `ifname` and `host` are absent when another implementation wrote it. */
+export interface Allocation {
+  readonly target: string;
+  readonly ifname?: string;
+  readonly host?: string;
+}
+
+const AllocationObject = t.intersection(
+  [t.type({ target: t.string }, 'an Allocation object'), t.partial({ ifname: t.string, host: t.string })],
+  'an Allocation object',
+);
+
+/** Parses an allocation key and its value; the key must end in a canonical address. */
+export function parseAllocation(pool: string, key: string, value: string | null): { ip: string; allocation: Allocation } {
+  const prefix = allocationPrefix(pool);
+  const ip = key.startsWith(prefix) ? key.slice(prefix.length) : '';
+  if (canonicalIp(ip) !== ip) {
+    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} in pool ${pool} is not named after an IP address in canonical form`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(value ?? '');
+  } catch {
+    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} does not hold a valid Allocation: not JSON`, `got ${showValue(value)}`);
+  }
+  const decoded = AllocationObject.decode(json);
+  if (isLeft(decoded) || decoded.right.target === '') {
+    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} does not hold a valid Allocation: expected {"target": "<container id>"}`, `got ${showValue(json)}`);
+  }
+  const { target, ifname, host } = decoded.right;
+  return { ip, allocation: { target, ...(ifname === undefined ? {} : { ifname }), ...(host === undefined ? {} : { host }) } };
+}
+
+/** Whether an allocation belongs to this container and interface. One written without ifname matches any interface. */
+export function belongsTo(allocation: Allocation, containerId: string, ifname: string): boolean {
+  return allocation.target === containerId && (allocation.ifname === undefined || allocation.ifname === ifname);
+}
