@@ -68,5 +68,5 @@ function parseArgs(raw: string): Map<string, string> {
 }
 
 function invalid(variable: string, value: string, expected: string): CniError {
-  return new CniError(ErrorCode.InvalidEnvironment, `invalid ${variable} ${JSON.stringify(value)}`, expected);
+  return new CniError(ErrorCode.InvalidEnvironment, `invalid ${variable} ${JSON.stringify(value)}: ${expected}`);
 }

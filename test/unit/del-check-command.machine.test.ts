@@ -1,0 +1,100 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fromPromise } from 'xstate';
+import { checkCommandMachine } from '../../src/machines/check-command.machine';
+import { delCommandMachine } from '../../src/machines/del-command.machine';
+import { CniError, ErrorCode } from '../../src/cni/errors';
+import type { Found } from '../../src/services/find-allocations';
+import { normalizeRange } from '../../src/services/ip-math';
+import type { LoadedPool } from '../../src/services/load-pool';
+import { commandInput, configText, finalStates, rejects, resolves, runMachine, unusedKv } from '../support/machines';
+
+const range = normalizeRange({ subnet: '10.0.20.0/23', gateway: '10.0.20.1' });
+const pool: LoadedPool = { name: 'pool1', ranges: [range], identity: 7 };
+const found: Found[] = [{ ip: '10.0.20.10', key: 'ipam/pool1/10.0.20.10', modifyIndex: 42 }];
+const kvDown = new CniError(ErrorCode.TryAgainLater, 'cannot reach Consul');
+
+describe('DEL', () => {
+  const reached = new Set<string>();
+  async function run(actors: Record<string, unknown>, stdin = configText({ ips: ['10.0.20.10/23'] })) {
+    const machine = delCommandMachine.provide({
+      actors: { pickServer: resolves(unusedKv), findAllocations: resolves(found), releaseAllocations: resolves({ released: ['10.0.20.10'], leftAlone: [] }), ...actors } as never,
+    });
+    const result = await runMachine(machine, commandInput(stdin, { command: 'DEL' }));
+    reached.add(result.final);
+    return result;
+  }
+
+  test('releases what it found and prints an empty result', async () => {
+    let released: readonly Found[] = [];
+    const { output, visited } = await run({
+      releaseAllocations: fromPromise<object, { found: readonly Found[] }>(async ({ input }) => ((released = input.found), {})),
+    });
+    assert.deepEqual(visited, ['parsing', 'pickingServer', 'findingAllocations', 'releasing', 'succeeded']);
+    assert.deepEqual(released, found);
+    assert.deepEqual(output, { type: 'ok', result: { cniVersion: '1.0.0', ips: [], routes: [], dns: {} } });
+  });
+
+  test('nothing to release is success without a release step', async () => {
+    const { output, visited } = await run({ findAllocations: resolves([]) });
+    assert.deepEqual(visited.slice(-2), ['findingAllocations', 'succeeded']);
+    assert.equal(output.type, 'ok');
+  });
+
+  test('bad stdin ends in invalidInput', async () => {
+    const { output, visited } = await run({}, 'not json');
+    assert.deepEqual(visited, ['parsing', 'invalidInput']);
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.DecodingFailure);
+  });
+
+  test('no server: consulUnreachable, code 11, so the runtime retries', async () => {
+    const { output } = await run({ pickServer: rejects(kvDown) });
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.TryAgainLater);
+  });
+
+  for (const failing of ['findAllocations', 'releaseAllocations']) {
+    test(`a failure in ${failing} ends in consulFailed`, async () => {
+      const { output, visited } = await run({ [failing]: rejects(kvDown) });
+      assert.equal(visited[visited.length - 1], 'consulFailed');
+      assert.equal(output.type === 'error' && output.error.code, ErrorCode.TryAgainLater);
+    });
+  }
+
+  test('every final state of DEL is reached', () => {
+    assert.deepEqual([...reached].sort(), finalStates(delCommandMachine).sort());
+  });
+});
+
+describe('CHECK', () => {
+  const reached = new Set<string>();
+  async function run(actors: Record<string, unknown>, stdin = configText({ ips: ['10.0.20.10/23'], cniVersion: '0.4.0' })) {
+    const machine = checkCommandMachine.provide({
+      actors: { pickServer: resolves(unusedKv), loadPool: resolves(pool), verifyAllocations: resolves([{ ip: '10.0.20.10', range }]), ...actors } as never,
+    });
+    const result = await runMachine(machine, commandInput(stdin, { command: 'CHECK' }));
+    reached.add(result.final);
+    return result;
+  }
+
+  test('prints the verified addresses in the config version (0.4.0 carries "version")', async () => {
+    const { output, visited } = await run({});
+    assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'verifying', 'succeeded']);
+    assert.deepEqual(output.type === 'ok' && output.result.ips, [{ version: '4', address: '10.0.20.10/23', gateway: '10.0.20.1' }]);
+  });
+
+  test('an address held by another container ends in mismatch (108)', async () => {
+    const { output } = await run({ verifyAllocations: rejects(new CniError(ErrorCode.AllocationMismatch, 'not yours')) });
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.AllocationMismatch);
+    assert.equal(output.type === 'error' && output.cniVersion, '0.4.0');
+  });
+
+  test('bad stdin, no server, missing pool end in their own states', async () => {
+    assert.equal((await run({}, '{}')).final, 'invalidInput');
+    assert.equal((await run({ pickServer: rejects(kvDown) })).final, 'consulUnreachable');
+    assert.equal((await run({ loadPool: rejects(new CniError(ErrorCode.PoolNotFound, 'no pool')) })).final, 'poolUnusable');
+  });
+
+  test('every final state of CHECK is reached', () => {
+    assert.deepEqual([...reached].sort(), finalStates(checkCommandMachine).sort());
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { candidatesAfter, isReserved, normalizeRange, rangeAllocating, rangeHolding, rangesOverlap } from '../../src/services/ip-math';
+import { canonicalIp } from '../../src/cni/codecs';
+
+const take = (n: number, ranges: Parameters<typeof candidatesAfter>[0], after?: string) => {
+  const out: string[] = [];
+  for (const { ip } of candidatesAfter(ranges, after)) {
+    if (out.length === n) break;
+    out.push(ip);
+  }
+  return out;
+};
+
+describe('canonicalIp', () => {
+  const cases: Array<[string, string, string | undefined]> = [
+    ['IPv4 stays as it is', '10.0.21.5', '10.0.21.5'],
+    ['IPv6 is lower case with the longest zero run elided', 'FD00:0001:0:0:0:0:0:05', 'fd00:1::5'],
+    ['IPv4-mapped IPv6 is an IPv4 key', '::ffff:10.0.0.1', '10.0.0.1'],
+    ['a prefix is not an address', '10.0.0.1/24', undefined],
+    ['an octet over 255 is not an address', '10.0.0.300', undefined],
+    ['surrounding spaces are refused', ' 10.0.0.1', undefined],
+    ['path characters are refused', '../10.0.0.1', undefined],
+    ['empty is refused', '', undefined],
+  ];
+  for (const [label, input, expected] of cases) test(label, () => assert.equal(canonicalIp(input), expected));
+});
+
+describe('normalizeRange', () => {
+  test('defaults: first and last usable address of an IPv4 subnet', () => {
+    const range = normalizeRange({ subnet: '10.0.20.0/23' });
+    assert.deepEqual([range.start, range.end, range.prefix, range.family], ['10.0.20.1', '10.0.21.254', 23, 4]);
+  });
+  test('defaults for IPv6 start after the network address and run to the last', () => {
+    const range = normalizeRange({ subnet: 'fd00:1::/48' });
+    assert.deepEqual([range.start, range.end, range.family], ['fd00:1::1', 'fd00:1::ffff:ffff:ffff:ffff:ffff', 6]);
+  });
+  test('explicit bounds and gateway are kept', () => {
+    const range = normalizeRange({ subnet: '10.0.20.0/23', rangeStart: '10.0.21.100', rangeEnd: '10.0.21.150', gateway: '10.0.20.1' });
+    assert.deepEqual([range.start, range.end, range.gateway], ['10.0.21.100', '10.0.21.150', '10.0.20.1']);
+  });
+  const bad: Array<[string, Parameters<typeof normalizeRange>[0], RegExp]> = [
+    ['rangeStart outside the subnet', { subnet: '10.0.20.0/24', rangeStart: '10.0.21.1' }, /rangeStart 10\.0\.21\.1 is not an address of subnet/],
+    ['rangeEnd of the other family', { subnet: '10.0.20.0/24', rangeEnd: 'fd00::1' }, /rangeEnd/],
+    ['start after end', { subnet: '10.0.20.0/24', rangeStart: '10.0.20.9', rangeEnd: '10.0.20.2' }, /comes after/],
+    ['gateway outside the subnet', { subnet: '10.0.20.0/24', gateway: '10.0.0.1' }, /gateway/],
+  ];
+  for (const [label, definition, message] of bad) test(`refuses ${label}`, () => assert.throws(() => normalizeRange(definition), message));
+});
+
+describe('reserved addresses', () => {
+  const range = normalizeRange({ subnet: '10.0.20.0/24', gateway: '10.0.20.1', rangeStart: '10.0.20.0', rangeEnd: '10.0.20.255' });
+  const cases: Array<[string, string, boolean]> = [
+    ['the network address', '10.0.20.0', true],
+    ['the broadcast address', '10.0.20.255', true],
+    ['the gateway', '10.0.20.1', true],
+    ['an ordinary address', '10.0.20.2', false],
+  ];
+  for (const [label, ip, expected] of cases) test(label, () => assert.equal(isReserved(range, ip), expected));
+  test('a /31 has no network or broadcast address (RFC 3021)', () => {
+    const p2p = normalizeRange({ subnet: '10.0.0.0/31' });
+    assert.equal(isReserved(p2p, '10.0.0.0'), false);
+    assert.equal(isReserved(p2p, '10.0.0.1'), false);
+  });
+  test('IPv6 has no broadcast address', () => assert.equal(isReserved(normalizeRange({ subnet: 'fd00::/120' }), 'fd00::ff'), false));
+});
+
+describe('candidatesAfter (round robin)', () => {
+  const small = normalizeRange({ subnet: '10.0.0.0/29', gateway: '10.0.0.1' });
+  test('from the start without a hint, skipping the gateway', () => assert.deepEqual(take(9, [small]), ['10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']));
+  test('after the hint, wrapping to the start, ending with the hint', () =>
+    assert.deepEqual(take(9, [small], '10.0.0.4'), ['10.0.0.5', '10.0.0.6', '10.0.0.2', '10.0.0.3', '10.0.0.4']));
+  test('a hint outside every range is ignored', () => assert.deepEqual(take(2, [small], '192.168.0.1'), ['10.0.0.2', '10.0.0.3']));
+  test('several ranges in order, wrapping through the first', () => {
+    const a = normalizeRange({ subnet: '10.0.1.0/24', rangeStart: '10.0.1.10', rangeEnd: '10.0.1.11' });
+    const b = normalizeRange({ subnet: '10.0.2.0/24', rangeStart: '10.0.2.10', rangeEnd: '10.0.2.11' });
+    assert.deepEqual(take(9, [a, b], '10.0.1.11'), ['10.0.2.10', '10.0.2.11', '10.0.1.10', '10.0.1.11']);
+  });
+  test('a /48 is walked lazily, in canonical IPv6 text', () => {
+    const big = normalizeRange({ subnet: 'fd00:1::/48' });
+    assert.deepEqual(take(3, [big], 'fd00:1::ffff'), ['fd00:1::1:0', 'fd00:1::1:1', 'fd00:1::1:2']);
+  });
+  test('wraps at the end of an IPv6 range', () => {
+    const tail = normalizeRange({ subnet: 'fd00::/64', rangeStart: 'fd00::fffe', rangeEnd: 'fd00::ffff' });
+    assert.deepEqual(take(5, [tail], 'fd00::ffff'), ['fd00::fffe', 'fd00::ffff']);
+  });
+});
+
+describe('pool membership', () => {
+  const range = normalizeRange({ subnet: '10.0.20.0/23', rangeStart: '10.0.21.100', rangeEnd: '10.0.21.150' });
+  test('a static IP may lie outside rangeStart..rangeEnd but inside the subnet', () => {
+    assert.equal(rangeHolding([range], '10.0.20.5'), range);
+    assert.equal(rangeAllocating([range], '10.0.20.5'), undefined);
+  });
+  test('outside the subnet is outside the pool', () => assert.equal(rangeHolding([range], '10.0.22.5'), undefined));
+  test('overlap is found, neighbours are not overlapping', () => {
+    const a = normalizeRange({ subnet: '10.0.0.0/24' });
+    assert.equal(rangesOverlap(a, normalizeRange({ subnet: '10.0.0.0/25' })), true);
+    assert.equal(rangesOverlap(a, normalizeRange({ subnet: '10.0.1.0/24' })), false);
+  });
+});

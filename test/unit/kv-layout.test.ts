@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CniError, ErrorCode } from '../../src/cni/errors';
+import { belongsTo, parseAllocation, parsePoolDefinition } from '../../src/services/kv-layout';
+
+const failsWith = (code: number, message: RegExp) => (error: unknown) => error instanceof CniError && error.code === code && message.test(error.message);
+
+test('the seed\'s pool value parses', () => {
+  const [range] = parsePoolDefinition('pool-name', '[{"subnet":"10.0.20.0/23","rangeStart":"10.0.21.100","rangeEnd":"10.0.21.150","gateway":"10.0.20.1"}]');
+  assert.deepEqual(range, { subnet: '10.0.20.0/23', prefix: 23, family: 4, start: '10.0.21.100', end: '10.0.21.150', gateway: '10.0.20.1' });
+});
+
+const badPools: Array<[string, string | null, RegExp]> = [
+  ['not JSON', 'subnet=10.0.0.0/8', /ipam\/p is not JSON/],
+  ['a null value (a folder key)', null, /not JSON/],
+  ['an object, not an array', '{"subnet":"10.0.0.0/24"}', /ipam\/p does not hold valid IP Ranges/],
+  ['an empty array', '[]', /valid IP Ranges/],
+  ['a range without subnet', '[{"gateway":"10.0.0.1"}]', /missing ipam\/p\[0\]\.subnet/],
+  ['a subnet with host bits', '[{"subnet":"10.0.0.1/24"}]', /did you mean 10\.0\.0\.0\/24/],
+  ['rangeStart outside the subnet', '[{"subnet":"10.0.0.0/24","rangeStart":"10.0.1.1"}]', /ipam\/p\[0\]: rangeStart 10\.0\.1\.1/],
+  ['overlapping ranges', '[{"subnet":"10.0.0.0/24"},{"subnet":"10.0.0.128/25"}]', /\[0\] and ipam\/p\[1\] overlap/],
+];
+for (const [label, value, message] of badPools) {
+  test(`a pool key holding ${label} is code 101`, () => assert.throws(() => parsePoolDefinition('p', value), failsWith(ErrorCode.InvalidPool, message)));
+}
+
+test('an allocation written by the original (target only) parses and matches any interface', () => {
+  const { ip, allocation } = parseAllocation('p', 'ipam/p/10.0.0.5', '{"target":"c1"}');
+  assert.equal(ip, '10.0.0.5');
+  assert.equal(belongsTo(allocation, 'c1', 'eth1'), true);
+  assert.equal(belongsTo(allocation, 'c2', 'eth1'), false);
+});
+
+test('an allocation with ifname matches only that interface', () => {
+  const { allocation } = parseAllocation('p', 'ipam/p/fd00::5', '{"target":"c1","ifname":"eth0","host":"h"}');
+  assert.equal(belongsTo(allocation, 'c1', 'eth0'), true);
+  assert.equal(belongsTo(allocation, 'c1', 'eth1'), false);
+});
+
+const badAllocations: Array<[string, string, string | null, RegExp]> = [
+  ['a key not named after an address', 'ipam/p/hello', '{"target":"c1"}', /not named after an IP address/],
+  ['a non-canonical IPv6 key', 'ipam/p/FD00::5', '{"target":"c1"}', /canonical/],
+  ['a value that is not JSON', 'ipam/p/10.0.0.5', 'c1', /not JSON/],
+  ['a value without target', 'ipam/p/10.0.0.5', '{"container":"c1"}', /expected \{"target"/],
+  ['an empty target', 'ipam/p/10.0.0.5', '{"target":""}', /expected \{"target"/],
+];
+for (const [label, key, value, message] of badAllocations) {
+  test(`${label} is an invalid Allocation (102)`, () => assert.throws(() => parseAllocation('p', key, value), failsWith(ErrorCode.InvalidAllocation, message)));
+}
