@@ -4,6 +4,7 @@
  * Unknown keys are ignored everywhere, never rejected: the same `ipam` object carries the settings of the
  * other delegates in the chain (`delegates`, `pools`, `nomad_servers`, ...).
  */
+import { hostname } from 'node:os';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
@@ -26,6 +27,7 @@ const IpamSettings = t.intersection(
       cas_retries: Count,
       data_dir: t.string,
       gc: t.boolean,
+      host_id: KeySegment,
     }),
   ],
   'an object',
@@ -48,8 +50,14 @@ const ResultIp = t.intersection([t.type({ address: IpWithPrefix }), t.partial({ 
 /** The part of prevResult we use; other fields (interfaces, routes, dns...) are passed over. */
 const PrevResult = t.partial({ pools: t.unknown, ips: t.array(ResultIp, 'an array of IP configs') }, 'an object');
 
+/** CNI 1.1 GC: the attachments the runtime still has; everything else of this host may go. */
+const ValidAttachments = t.array(t.type({ containerID: t.string, ifname: t.string }, 'an attachment {containerID, ifname}'), 'an array of attachments');
+
 const NetworkConfig = t.intersection(
-  [t.type({ cniVersion: t.string, ipam: IpamSettings }, 'an object'), t.partial({ name: t.string, prevResult: PrevResult })],
+  [
+    t.type({ cniVersion: t.string, ipam: IpamSettings }, 'an object'),
+    t.partial({ name: t.string, prevResult: PrevResult, 'cni.dev/valid-attachments': ValidAttachments }),
+  ],
   'an object',
 );
 
@@ -67,8 +75,8 @@ export interface PrevIp {
   readonly prefix: number;
 }
 
-/** Everything the commands need from stdin, decoded and checked. */
-export interface DelegateConfig {
+/** What every command needs from stdin: how to reach Consul, and who this host is. */
+export interface ClusterConfig {
   readonly cniVersion: CniVersion;
   readonly networkName: string;
   readonly consul: {
@@ -84,6 +92,12 @@ export interface DelegateConfig {
   readonly casRetries: number;
   readonly dataDir: string;
   readonly gc: boolean;
+  /** Written beside `target` in each allocation: GC releases only this host's allocations. */
+  readonly hostId: string;
+}
+
+/** What ADD, DEL and CHECK need from stdin, decoded and checked. */
+export interface DelegateConfig extends ClusterConfig {
   /** The first pool of prevResult.pools; the rest are ignored (logged at warn), as the original did. */
   readonly pool: PoolRequest;
   readonly extraPools: number;
@@ -101,8 +115,8 @@ export const defaults = {
 /** Stdin larger than this is refused before parsing: a network config is a few KB. */
 export const maxConfigBytes = 1024 * 1024;
 
-/** Parses stdin into a DelegateConfig; every failure is a CniError naming the field and value. */
-export function parseConfig(stdin: string): DelegateConfig {
+/** Decodes what every command reads; every failure is a CniError naming the field and value. */
+function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t.TypeOf<typeof NetworkConfig> } {
   const raw = parseJson(stdin);
   // The version is checked first so that every later error can be printed in the config's own version.
   const version = typeof raw === 'object' && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
@@ -111,23 +125,8 @@ export function parseConfig(stdin: string): DelegateConfig {
 
   const decoded = NetworkConfig.decode(raw);
   if (isLeft(decoded)) throw fromDecodeErrors(decoded.left, '');
-  const { ipam, prevResult, name } = decoded.right;
-
-  const pools = Pools.decode(prevResult?.pools);
-  if (isLeft(pools)) throw fromDecodeErrors(pools.left, 'prevResult.pools');
-  const [first] = pools.right;
-  const dashed = first!['requested-ip'];
-  const snake = first!.requested_ip;
-  if (dashed !== undefined && snake !== undefined && dashed !== snake) {
-    throw new CniError(
-      ErrorCode.InvalidConfig,
-      'prevResult.pools[0] has both requested-ip and requested_ip, and they differ',
-      `requested-ip is ${dashed}, requested_ip is ${snake}`,
-    );
-  }
-  const requestedIp = dashed ?? snake;
-
-  return {
+  const { ipam, name } = decoded.right;
+  const cluster: ClusterConfig = {
     cniVersion,
     networkName: name ?? '',
     consul: {
@@ -143,6 +142,50 @@ export function parseConfig(stdin: string): DelegateConfig {
     casRetries: ipam.cas_retries ?? defaults.casRetries,
     dataDir: ipam.data_dir ?? defaults.dataDir,
     gc: ipam.gc ?? true,
+    hostId: ipam.host_id ?? hostname(),
+  };
+  return { cluster, config: decoded.right };
+}
+
+/** GC and STATUS: the cluster settings, the pools a selector named (if any) and the runtime's valid attachments. */
+export interface MaintenanceConfig extends ClusterConfig {
+  readonly pools: readonly string[];
+  readonly validAttachments: ReadonlyArray<{ readonly containerId: string; readonly ifname: string }>;
+}
+
+/** Parses stdin for GC and STATUS, where prevResult.pools is optional. */
+export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
+  const { cluster, config } = decodeNetworkConfig(stdin);
+  let pools: string[] = [];
+  if (config.prevResult?.pools !== undefined) {
+    const decoded = Pools.decode(config.prevResult.pools);
+    if (isLeft(decoded)) throw fromDecodeErrors(decoded.left, 'prevResult.pools');
+    pools = decoded.right.map((pool) => pool.name);
+  }
+  const attachments = config['cni.dev/valid-attachments'] ?? [];
+  return { ...cluster, pools, validAttachments: attachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })) };
+}
+
+/** Parses stdin for ADD, DEL and CHECK; every failure is a CniError naming the field and value. */
+export function parseConfig(stdin: string): DelegateConfig {
+  const { cluster, config } = decodeNetworkConfig(stdin);
+  const { prevResult } = config;
+  const pools = Pools.decode(prevResult?.pools);
+  if (isLeft(pools)) throw fromDecodeErrors(pools.left, 'prevResult.pools');
+  const [first] = pools.right;
+  const dashed = first!['requested-ip'];
+  const snake = first!.requested_ip;
+  if (dashed !== undefined && snake !== undefined && dashed !== snake) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      'prevResult.pools[0] has both requested-ip and requested_ip, and they differ',
+      `requested-ip is ${dashed}, requested_ip is ${snake}`,
+    );
+  }
+  const requestedIp = dashed ?? snake;
+
+  return {
+    ...cluster,
     pool: requestedIp === undefined ? { name: first!.name } : { name: first!.name, requestedIp },
     extraPools: pools.right.length - 1,
     prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),

@@ -5,7 +5,6 @@
  * Start-up time is the product (a runtime execs us for every container), so each command loads only what it
  * uses: the "about" run and VERSION load no machine, no HTTP client and no logger.
  */
-import { hostname } from 'node:os';
 import type { AnyStateMachine } from 'xstate';
 import { readEnvironment, type CniEnvironment } from './environment';
 import { CniError, ErrorCode, toCniError } from './errors';
@@ -46,10 +45,10 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
     const { createLog } = await import('../services/logger');
     log = createLog({ name: options.name, ...(options.logFile ? { file: options.logFile } : {}) });
     log.debug(`${options.name} v${options.version} ${env.command} container=${env.containerId || '-'} ifname=${env.ifname || '-'}`);
-    const output = await runMachine(env, stdin, log, io.env);
+    const output = await runMachine(env, stdin, log);
     if (output.type === 'ok') {
       log.debug(`${env.command} succeeded: ${JSON.stringify(output.result)}`);
-      io.writeStdout(`${JSON.stringify(output.result)}\n`);
+      if (output.result) io.writeStdout(`${JSON.stringify(output.result)}\n`);
       return 0;
     }
     log.error(`${env.command} failed: ${output.error.message}${output.error.details ? ` (${output.error.details})` : ''}`);
@@ -65,11 +64,11 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
   }
 }
 
-async function runMachine(env: CniEnvironment, stdin: string, log: Log, processEnv: NodeJS.ProcessEnv): Promise<CommandOutput> {
+async function runMachine(env: CniEnvironment, stdin: string, log: Log): Promise<CommandOutput> {
   const machine = await machineFor(env.command);
   const { createActor, toPromise } = await import('xstate');
   const actor = createActor(machine, {
-    input: { env, stdin, log, hostId: processEnv.IPAM_DA_CONSUL_HOST_ID || hostname() },
+    input: { env, stdin, log },
   });
   actor.subscribe({
     next: (snapshot) => log.debug(`${machine.id}: ${JSON.stringify(snapshot.value)}`),
@@ -87,8 +86,12 @@ async function machineFor(command: CniEnvironment['command']): Promise<AnyStateM
       return (await import('../machines/del-command.machine')).delCommandMachine;
     case 'CHECK':
       return (await import('../machines/check-command.machine')).checkCommandMachine;
-    default:
-      throw new CniError(ErrorCode.InvalidEnvironment, `CNI_COMMAND ${command} is not supported yet by this version`);
+    case 'GC':
+      return (await import('../machines/gc-command.machine')).gcCommandMachine;
+    case 'STATUS':
+      return (await import('../machines/status-command.machine')).statusCommandMachine;
+    case 'VERSION':
+      throw new CniError(ErrorCode.Unexpected, 'VERSION has no machine');
   }
 }
 

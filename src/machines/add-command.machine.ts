@@ -232,7 +232,7 @@ function claimInput(context: AddContext, mode: 'next' | 'requested') {
     mode,
     containerId: context.input.env.containerId,
     ifname: context.input.env.ifname,
-    hostId: context.input.hostId,
+    hostId: config.hostId,
     dataDir: config.dataDir,
     log: context.input.log,
   };

@@ -9,11 +9,10 @@ export interface CommandInput {
   readonly env: CniEnvironment;
   readonly stdin: string;
   readonly log: Log;
-  /** Written into allocations beside `target`: which host made them (the hostname unless ipam.host_id says otherwise). */
-  readonly hostId: string;
 }
 
 /** How a command ended. Machines never throw: failure is data, and only bin/ turns it into stdout and an exit code. */
 export type CommandOutput =
-  | { readonly type: 'ok'; readonly result: IpamResult }
+  /** `result` is printed on stdout; GC and STATUS print nothing on success. */
+  | { readonly type: 'ok'; readonly result?: IpamResult }
   | { readonly type: 'error'; readonly error: CniError; readonly cniVersion?: string };

@@ -4,6 +4,7 @@ import { CniError } from '../cni/errors';
 import type { ConsulKv, KvEntry } from './consul-client';
 import { recallHeld } from './host-store';
 import { allocationKey, allocationPrefix, belongsTo, parseAllocation } from './kv-layout';
+import { readPoolFolder } from './pool-folder';
 import type { Log } from './logger';
 
 export interface FindAllocationsInput {
@@ -38,7 +39,7 @@ export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(a
     entries = (await Promise.all(named.map((ip) => kv.get(allocationKey(pool, ip))))).filter((e): e is KvEntry => e !== undefined);
   } else {
     log.debug(`no address named for ${containerId}; searching ${allocationPrefix(pool)}`);
-    entries = (await kv.list(allocationPrefix(pool))).filter((e) => e.key !== allocationPrefix(pool));
+    entries = await readPoolFolder(kv, pool);
   }
   const found: Found[] = [];
   for (const entry of entries) {

@@ -53,7 +53,6 @@ export function commandInput(stdin: string, overrides: Partial<CniEnvironment> =
     env: { command: 'ADD', containerId: 'c1', ifname: 'eth0', netns: '', args: new Map(), path: [], ...overrides },
     stdin,
     log: silentLog,
-    hostId: 'host-a',
   };
 }
 

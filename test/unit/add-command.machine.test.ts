@@ -63,7 +63,7 @@ test('the search starts after the host hint', async () => {
 test('an address the container already holds is returned without choosing another', async () => {
   const { output, visited } = await run({ recallHost: resolves({ held: { ip: '10.0.20.77', range } }) });
   assert.deepEqual(visited.slice(-2), ['recallingHost', 'succeeded']);
-  assert.equal(output.type === 'ok' && output.result.ips[0]?.address, '10.0.20.77/23');
+  assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.77/23');
 });
 
 test('a lost cas write backs off, then chooses again avoiding the lost address', async () => {
@@ -79,7 +79,7 @@ test('a lost cas write backs off, then chooses again avoiding the lost address',
   assert.deepEqual(visited.slice(4), ['choosingIp', 'claimingIp', 'backingOff', 'choosingIp', 'claimingIp', 'succeeded']);
   assert.deepEqual(inputs[1]?.avoid, ['10.0.20.10']);
   assert.equal(inputs[1]?.lost, 1);
-  assert.equal(output.type === 'ok' && output.result.ips[0]?.address, '10.0.20.11/23');
+  assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.11/23');
 });
 
 test('when every retry loses, ADD ends in raceLost with code 105', async () => {
@@ -103,7 +103,7 @@ test('a requested IP is checked, then claimed without a search', async () => {
   );
   assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'checkingRequestedIp', 'claimingRequestedIp', 'succeeded']);
   assert.equal(mode, 'requested');
-  assert.equal(output.type === 'ok' && output.result.ips[0]?.address, '10.0.21.200/23');
+  assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.21.200/23');
 });
 
 test('a requested IP outside the pool ends in requestRefused (103), nothing claimed', async () => {

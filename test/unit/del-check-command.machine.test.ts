@@ -79,7 +79,7 @@ describe('CHECK', () => {
   test('prints the verified addresses in the config version (0.4.0 carries "version")', async () => {
     const { output, visited } = await run({});
     assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'verifying', 'succeeded']);
-    assert.deepEqual(output.type === 'ok' && output.result.ips, [{ version: '4', address: '10.0.20.10/23', gateway: '10.0.20.1' }]);
+    assert.deepEqual(output.type === 'ok' && output.result?.ips, [{ version: '4', address: '10.0.20.10/23', gateway: '10.0.20.1' }]);
   });
 
   test('an address held by another container ends in mismatch (108)', async () => {

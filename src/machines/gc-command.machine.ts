@@ -1,0 +1,123 @@
+/**
+ * GC (CNI 1.1): parse → pick server → find this host's stale allocations → release them.
+ * Drawn in docs/state-diagrams/gc-command.md. Keeps going past errors; prints nothing on success.
+ */
+import { assign, setup } from 'xstate';
+import type { MaintenanceConfig } from '../cni/config';
+import { sniffVersion } from '../cni/config';
+import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import type { ConsulKv } from '../services/consul-client';
+import { findStaleLogic, type StaleSearch } from '../services/find-stale';
+import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
+import { pickServerLogic } from '../services/pick-server';
+import { releaseStaleLogic, type StaleRelease } from '../services/release-stale';
+import type { CommandInput, CommandOutput } from './command';
+
+interface GcContext {
+  readonly input: CommandInput;
+  readonly config?: MaintenanceConfig;
+  readonly kv?: ConsulKv;
+  readonly search?: StaleSearch;
+  readonly error?: CniError;
+}
+
+function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `GC reached a state without its ${name}`);
+  return value;
+}
+
+export const gcCommandMachine = setup({
+  types: {
+    context: {} as GcContext,
+    input: {} as CommandInput,
+    output: {} as CommandOutput,
+  },
+  actors: {
+    parseConfig: parseMaintenanceConfigLogic,
+    pickServer: pickServerLogic,
+    findStale: findStaleLogic,
+    releaseStale: releaseStaleLogic,
+  },
+  actions: {
+    recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+    recordIncomplete: assign({
+      error: (_, params: { problems: readonly string[] }) =>
+        new CniError(ErrorCode.TryAgainLater, `GC could not finish: ${params.problems.length} problem(s)`, params.problems.join('; ')),
+    }),
+  },
+  guards: {
+    gcDisabled: (_, params: { config: MaintenanceConfig }) => !params.config.gc,
+    hadProblems: (_, params: { problems: readonly string[] }) => params.problems.length > 0,
+  },
+}).createMachine({
+  id: 'gc',
+  description: "CNI GC: release this host's allocations whose attachment is not in cni.dev/valid-attachments, and nothing else.",
+  context: ({ input }) => ({ input }),
+  initial: 'parsing',
+  states: {
+    parsing: {
+      description: 'Decode stdin: ipam settings, cni.dev/valid-attachments, prevResult.pools when a selector named them.',
+      invoke: {
+        id: 'parseConfig',
+        src: 'parseConfig',
+        input: ({ context }) => ({ stdin: context.input.stdin }),
+        onDone: [
+          { guard: { type: 'gcDisabled', params: ({ event }) => ({ config: event.output }) }, target: 'disabled', actions: assign({ config: ({ event }) => event.output }) },
+          { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        ],
+        onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    pickingServer: {
+      description: 'Try ipam.consul_servers in order; keep the first with a leader.',
+      invoke: {
+        id: 'pickServer',
+        src: 'pickServer',
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        onDone: { target: 'findingStale', actions: assign({ kv: ({ event }) => event.output }) },
+        onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    findingStale: {
+      description: "Read the pools' folders; keep allocations whose host is this one and whose attachment is gone.",
+      invoke: {
+        id: 'findStale',
+        src: 'findStale',
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), config: present(context.config, 'config'), log: context.input.log }),
+        onDone: { target: 'releasing', actions: assign({ search: ({ event }) => event.output }) },
+        onError: { target: 'incomplete', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    releasing: {
+      description: 'Delete each stale allocation with cas; one reallocated meanwhile is left alone.',
+      invoke: {
+        id: 'releaseStale',
+        src: 'releaseStale',
+        input: ({ context }) => ({
+          kv: present(context.kv, 'server'),
+          stale: present(context.search, 'search').stale,
+          dataDir: present(context.config, 'config').dataDir,
+          log: context.input.log,
+        }),
+        onDone: [
+          {
+            guard: { type: 'hadProblems', params: ({ context, event }) => ({ problems: [...(context.search?.problems ?? []), ...(event.output as StaleRelease).problems] }) },
+            target: 'incomplete',
+            actions: { type: 'recordIncomplete', params: ({ context, event }) => ({ problems: [...(context.search?.problems ?? []), ...event.output.problems] }) },
+          },
+          { target: 'succeeded' },
+        ],
+        onError: { target: 'incomplete', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    succeeded: { type: 'final', description: 'Every stale allocation of this host is released. No output.' },
+    disabled: { type: 'final', description: 'ipam.gc is false: nothing is touched. No output.' },
+    invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
+    consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
+    incomplete: { type: 'final', description: 'Some pools or keys could not be read or released (code 11 with each problem); the rest were.' },
+  },
+  output: ({ context }): CommandOutput => {
+    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
+    return context.error ? { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) } : { type: 'ok' };
+  },
+});

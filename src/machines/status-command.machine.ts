@@ -1,0 +1,72 @@
+/**
+ * STATUS (CNI 1.1): parse → pick server. Ready when a Consul server answers with a leader.
+ * Drawn in docs/state-diagrams/status-command.md.
+ */
+import { assign, setup } from 'xstate';
+import type { MaintenanceConfig } from '../cni/config';
+import { sniffVersion } from '../cni/config';
+import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
+import { pickServerLogic } from '../services/pick-server';
+import type { CommandInput, CommandOutput } from './command';
+
+interface StatusContext {
+  readonly input: CommandInput;
+  readonly config?: MaintenanceConfig;
+  readonly error?: CniError;
+}
+
+export const statusCommandMachine = setup({
+  types: {
+    context: {} as StatusContext,
+    input: {} as CommandInput,
+    output: {} as CommandOutput,
+  },
+  actors: {
+    parseConfig: parseMaintenanceConfigLogic,
+    pickServer: pickServerLogic,
+  },
+  actions: {
+    recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+    recordUnavailable: assign({
+      error: (_, params: { error: unknown }) => {
+        const cause = toCniError(params.error);
+        return new CniError(ErrorCode.PluginNotAvailable, 'no Consul server with a leader: ADD would fail now', cause.details || cause.message);
+      },
+    }),
+  },
+}).createMachine({
+  id: 'status',
+  description: 'CNI STATUS: ready when a Consul server of ipam.consul_servers answers with a leader.',
+  context: ({ input }) => ({ input }),
+  initial: 'parsing',
+  states: {
+    parsing: {
+      description: 'Decode stdin: the ipam settings.',
+      invoke: {
+        id: 'parseConfig',
+        src: 'parseConfig',
+        input: ({ context }) => ({ stdin: context.input.stdin }),
+        onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    pickingServer: {
+      description: 'Try ipam.consul_servers in order; the first with a leader makes the plugin ready.',
+      invoke: {
+        id: 'pickServer',
+        src: 'pickServer',
+        input: ({ context }) => ({ consul: context.config!.consul, log: context.input.log }),
+        onDone: { target: 'ready' },
+        onError: { target: 'notAvailable', actions: { type: 'recordUnavailable', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    ready: { type: 'final', description: 'Exit 0, no output.' },
+    invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
+    notAvailable: { type: 'final', description: 'No server with a leader (code 50), each server and its reason in the details.' },
+  },
+  output: ({ context }): CommandOutput => {
+    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
+    return context.error ? { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) } : { type: 'ok' };
+  },
+});
