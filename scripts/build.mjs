@@ -4,7 +4,11 @@
 import { build } from 'esbuild';
 import { chmod } from 'node:fs/promises';
 
-const executables = [{ name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'] }];
+const executables = [
+  { name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'] },
+  { name: 'ipam-delegated', entry: 'src/ipam-delegated.ts', flavours: ['standard', 'verbose'] },
+  { name: 'ipam-ds-static', entry: 'src/ipam-ds-static.ts', flavours: ['standard', 'verbose'] },
+];
 
 for (const { name, entry, flavours } of executables) {
   for (const flavour of flavours) {

@@ -1,0 +1,86 @@
+/**
+ * Entry point of the ipam-ds-static executable: the pool selector delegate. It returns `ipam.pools` from
+ * the network config as `pools`, for the allocation delegate after it, and copies `prevResult.ips` through
+ * so that DEL and CHECK reach the allocator with the addresses to release or verify. The same on ADD, DEL
+ * and CHECK, as the original (https://github.com/passcod/cni-plugins/tree/main/ipam-ds-static).
+ */
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/Either';
+import { version } from '../package.json';
+import { IpAddress, KeySegment, nonEmptyArray } from './cni/codecs';
+import { describeDecodeErrors, problemText } from './cni/decode-report';
+import { parseConfigObject, runDelegatedPlugin, type PluginOutcome } from './cni/delegated-plugin';
+import { CniError, ErrorCode, toCniError } from './cni/errors';
+import { readProcessStdin } from './cni/plugin';
+import { checkVersion } from './cni/versions';
+
+declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
+const name = 'ipam-ds-static';
+const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
+const logFile = verbose ? process.env.IPAM_DS_STATIC_LOG_FILE || `/var/log/cni/${name}.log` : undefined;
+
+/**
+ * A Pool, as the allocation delegate reads it. The original's README says `requested-ip`, its code
+ * `requested_ip`: both are accepted (ipam-da-consul reads both). Other keys are the allocator's business.
+ */
+const Pool = t.intersection(
+  [t.type({ name: KeySegment }, 'a Pool object'), t.partial({ 'requested-ip': IpAddress, requested_ip: IpAddress })],
+  'a Pool object',
+);
+
+const StaticConfig = t.type(
+  { ipam: t.type({ pools: nonEmptyArray(Pool, 'a non-empty array of Pool objects') }, 'an object') },
+  'an object',
+);
+
+/** The selector's result: an IPAM result with no addresses of its own, and the pools. */
+interface SelectorResult {
+  readonly cniVersion: string;
+  readonly ips: readonly unknown[];
+  readonly routes: readonly [];
+  readonly dns: Record<string, never>;
+  readonly pools: readonly unknown[];
+}
+
+/** ADD, DEL and CHECK alike: decode ipam.pools, copy prevResult.ips through. */
+function selectPools(stdin: string): SelectorResult {
+  const raw = parseConfigObject(stdin);
+  if (typeof raw.cniVersion !== 'string') {
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path: 'cniVersion', expected: 'a CNI version string', actual: raw.cniVersion })}`);
+  }
+  const cniVersion = checkVersion(raw.cniVersion);
+  const decoded = StaticConfig.decode(raw);
+  if (isLeft(decoded)) {
+    const [first, ...rest] = describeDecodeErrors(decoded.left, '').map(problemText);
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first ?? 'unknown problem'}`, rest.join('; '));
+  }
+  decoded.right.ipam.pools.forEach(({ 'requested-ip': dashed, requested_ip: snake }, index) => {
+    if (dashed !== undefined && snake !== undefined && dashed !== snake) {
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        `invalid network config: ipam.pools[${index}] has both requested-ip and requested_ip, and they differ`,
+        `requested-ip is ${dashed}, requested_ip is ${snake}`,
+      );
+    }
+  });
+  const prevResult = raw.prevResult as { ips?: unknown } | undefined;
+  const ips = typeof prevResult === 'object' && prevResult !== null && Array.isArray(prevResult.ips) ? prevResult.ips : [];
+  // The pools are passed on as written, validated but not rewritten, as the original passes them.
+  return { cniVersion, ips, routes: [], dns: {}, pools: (raw.ipam as { pools: unknown[] }).pools };
+}
+
+void runDelegatedPlugin(
+  { name, version, ...(logFile ? { logFile } : {}) },
+  { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
+  async (env, stdin): Promise<PluginOutcome> => {
+    // GC has nothing to collect and STATUS nothing to wait for: the selector holds no state.
+    if (env.command === 'GC' || env.command === 'STATUS') return { type: 'ok' };
+    try {
+      return { type: 'ok', result: selectPools(stdin) };
+    } catch (error) {
+      return { type: 'error', error: toCniError(error) };
+    }
+  },
+).then((code) => {
+  process.exitCode = code;
+});

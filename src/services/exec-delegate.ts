@@ -1,0 +1,161 @@
+/**
+ * Runs one delegate of the chain the way a runtime runs a plugin: found in CNI_PATH, the same environment
+ * with only CNI_COMMAND changed, the network config on stdin, the result (or a CNI error) read from stdout.
+ * https://github.com/containernetworking/cni/blob/main/SPEC.md#section-4-plugin-delegation
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fromPromise } from 'xstate';
+import type { Command } from '../cni/environment';
+import { CniError, ErrorCode } from '../cni/errors';
+import type { Log } from './logger';
+
+/** A delegate's JSON output, kept whole: extra keys such as `pools` are what the next delegate reads. */
+export type DelegateResult = Readonly<Record<string, unknown>>;
+
+/** Which delegate to run, how, and with what. */
+export interface ExecDelegateInput {
+  readonly name: string;
+  readonly command: Exclude<Command, 'VERSION'>;
+  /** The network config sent on stdin. */
+  readonly config: object;
+  /** CNI_PATH, split: where the delegate is looked for, in order. */
+  readonly cniPath: readonly string[];
+  /** The environment this plugin was run with; the delegate gets it with CNI_COMMAND set to `command`. */
+  readonly env: NodeJS.ProcessEnv;
+  readonly timeoutMs: number;
+  readonly log: Log;
+}
+
+/** Thrown when no CNI_PATH directory holds the delegate: it never ran, so there is nothing of it to undo. */
+export class DelegateNotFoundError extends CniError {}
+
+/** More than any IPAM result could be; a delegate printing without end is cut off rather than filling memory. */
+const maxOutputBytes = 1024 * 1024;
+
+/**
+ * Runs for every delegate of every command. Resolves with the delegate's result, or with undefined when a
+ * GC or STATUS printed nothing (their success has no output). Rejects with a CniError naming the delegate.
+ */
+export const execDelegateLogic = fromPromise<DelegateResult | undefined, ExecDelegateInput>(async ({ input, signal }) => {
+  const file = await findDelegate(input.name, input.cniPath);
+  input.log.debug(`delegating ${input.command} to ${file}`);
+  const { code, signalName, stdout, timedOut } = await runDelegate(file, input, signal);
+  const label = `delegate ${input.name} ${input.command}`;
+  input.log.debug(`${label} exited with ${signalName ?? code}; stdout bytes=${stdout.length}`);
+
+  if (timedOut) throw new CniError(ErrorCode.TryAgainLater, `${label} timed out`, `killed after ${input.timeoutMs} ms (ipam.delegate_timeout_ms)`);
+  const text = stdout.toString('utf8');
+  if (code === 0) {
+    if (text.trim() === '') {
+      // GC and STATUS succeed silently (spec 1.1.0); every other command must print a result, and the
+      // original meta plugin treats a silent one as a failure.
+      if (input.command === 'GC' || input.command === 'STATUS') return undefined;
+      throw new CniError(ErrorCode.IoFailure, `${label} printed nothing`, 'a delegate must print an IPAM result on ADD, DEL and CHECK');
+    }
+    const result = parseObject(text);
+    if (result === undefined) throw new CniError(ErrorCode.DecodingFailure, `${label} printed something that is not a JSON object`, excerpt(text));
+    return result;
+  }
+  const reported = cniErrorOf(text);
+  if (reported) {
+    // The delegate's own code is kept, so the runtime sees why (a full pool, an unreachable Consul...):
+    // codes are the delegate's to define, hence the cast out of our own table.
+    throw new CniError(reported.code as ErrorCode, `${label} failed: ${reported.msg}`, reported.details ?? '');
+  }
+  const how = signalName ? `was killed by ${signalName}` : `exited with ${code}`;
+  throw new CniError(ErrorCode.IoFailure, `${label} ${how} without a CNI error`, text.trim() === '' ? 'stdout was empty (its stderr went to ours)' : excerpt(text));
+});
+
+/** The delegate's file: the first `dir/name` in CNI_PATH that is an executable regular file, as a runtime looks it up. */
+async function findDelegate(name: string, cniPath: readonly string[]): Promise<string> {
+  for (const dir of cniPath) {
+    const file = path.join(dir, name);
+    try {
+      if ((await stat(file)).isFile()) {
+        await access(file, constants.X_OK);
+        return file;
+      }
+    } catch {
+      // Not here, or not executable: keep looking, as PATH lookup does.
+    }
+  }
+  throw new DelegateNotFoundError(
+    ErrorCode.IoFailure,
+    `delegate ${name} not found in CNI_PATH`,
+    cniPath.length === 0 ? 'CNI_PATH is empty' : `no executable file ${name} in ${cniPath.join(':')}`,
+  );
+}
+
+interface Exited {
+  readonly code: number | null;
+  readonly signalName: NodeJS.Signals | null;
+  readonly stdout: Buffer;
+  readonly timedOut: boolean;
+}
+
+function runDelegate(file: string, input: ExecDelegateInput, abort: AbortSignal): Promise<Exited> {
+  return new Promise((resolve, reject) => {
+    // stderr is inherited: a delegate's warnings reach the runtime's log the same way ours do.
+    const child = spawn(file, [], { env: { ...input.env, CNI_COMMAND: input.command }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let timedOut = false;
+    // SIGKILL: a delegate past its budget is hung; a polite signal it could ignore would hang us too.
+    const kill = (): void => void child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, input.timeoutMs);
+    abort.addEventListener('abort', kill, { once: true });
+    const done = (): void => {
+      clearTimeout(timer);
+      abort.removeEventListener('abort', kill);
+    };
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxOutputBytes) return kill();
+      chunks.push(chunk);
+    });
+    // A delegate that exits without reading stdin closes the pipe: its exit status tells what happened.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(JSON.stringify(input.config));
+    child.once('error', (error) => {
+      done();
+      reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} could not be run`, `${file}: ${error.message}`));
+    });
+    child.once('close', (code, signalName) => {
+      done();
+      if (size > maxOutputBytes) {
+        reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} printed too much`, `more than ${maxOutputBytes} bytes on stdout`));
+        return;
+      }
+      resolve({ code, signalName, stdout: Buffer.concat(chunks), timedOut });
+    });
+  });
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A CNI error object as the spec defines it: a numeric code and a message, details optional. */
+function cniErrorOf(text: string): { code: number; msg: string; details?: string } | undefined {
+  const value = parseObject(text);
+  if (!value || !Number.isInteger(value.code) || typeof value.msg !== 'string') return undefined;
+  return { code: value.code as number, msg: value.msg, ...(typeof value.details === 'string' ? { details: value.details } : {}) };
+}
+
+/** Enough of a delegate's output to see what went wrong, never a whole payload. */
+function excerpt(text: string): string {
+  const trimmed = text.trim();
+  return trimmed.length > 300 ? `${trimmed.slice(0, 297)}...` : trimmed;
+}
