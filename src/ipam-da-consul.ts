@@ -3,7 +3,8 @@
  * The verbose flavour is the same code built with IPAM_DA_CONSUL_FLAVOUR=verbose: it logs at debug level to a file.
  */
 import { version } from '../package.json';
-import { readProcessStdin, runPlugin } from './cni/plugin';
+import { runPlugin } from './cni/plugin';
+import { readProcessStdin } from './cni/stdin';
 import { defaultVerboseLogFile } from './services/logger';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;

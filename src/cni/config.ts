@@ -10,6 +10,7 @@ import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
 import { describeDecodeErrors, problemText } from './decode-report';
 import { CniError, ErrorCode } from './errors';
+import { maxConfigBytes } from './stdin';
 import { checkVersion, type CniVersion } from './versions';
 
 /** The `ipam` section: how to reach Consul and how hard to try. */
@@ -112,9 +113,6 @@ export const defaults = {
   dataDir: '/var/lib/cni/ipam-da-consul',
 } as const;
 
-/** Stdin larger than this is refused before parsing: a network config is a few KB. */
-export const maxConfigBytes = 1024 * 1024;
-
 /** Decodes what every command reads; every failure is a CniError naming the field and value. */
 function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t.TypeOf<typeof NetworkConfig> } {
   const raw = parseJson(stdin);
@@ -190,16 +188,6 @@ export function parseConfig(stdin: string): DelegateConfig {
     extraPools: pools.right.length - 1,
     prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),
   };
-}
-
-/** Reads just the cniVersion, for printing an error in the config's version when the rest is broken. */
-export function sniffVersion(stdin: string): string | undefined {
-  try {
-    const version = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
-    return typeof version === 'string' ? version : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function parseJson(stdin: string): unknown {

@@ -9,7 +9,10 @@ import type { AnyStateMachine } from 'xstate';
 import { readEnvironment, type CniEnvironment } from './environment';
 import { CniError, ErrorCode, toCniError } from './errors';
 import { fallbackVersion, supportedVersions, checkVersion } from './versions';
-import { maxConfigBytes, sniffVersion } from './config';
+import { sniffVersion } from './stdin';
+
+/** Re-exported for the other executables' entry points. */
+export { readProcessStdin } from './stdin';
 import type { CommandOutput } from '../machines/command';
 import type { Log } from '../services/logger';
 
@@ -104,15 +107,3 @@ function printVersion(stdin: string, io: PluginIo): number {
   return 0;
 }
 
-/** Reads stdin whole, refusing more than a network config could ever be. */
-export async function readProcessStdin(): Promise<string> {
-  if (process.stdin.isTTY) return '';
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of process.stdin) {
-    size += (chunk as Buffer).length;
-    if (size > maxConfigBytes) throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is too large', `limit is ${maxConfigBytes} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}

@@ -4,7 +4,7 @@
  */
 import { assign, setup } from 'xstate';
 import type { DelegateConfig } from '../cni/config';
-import { sniffVersion } from '../cni/config';
+import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { ipamResult, type Assigned } from '../cni/result';
 import { checkRequestedIpLogic } from '../services/check-requested-ip';

@@ -4,7 +4,7 @@
  */
 import { assign, setup } from 'xstate';
 import type { DelegateConfig } from '../cni/config';
-import { sniffVersion } from '../cni/config';
+import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';

@@ -113,6 +113,8 @@ export function gotOptions(options: ConsulOptions): OptionsInit {
     timeout: { connect: options.connectTimeoutMs, secureConnect: options.connectTimeoutMs, request: options.requestTimeoutMs },
     retry: { limit: 0 }, // our own loop below knows which Consul answers are transient
     throwHttpErrors: false,
+    decompress: false, // Consul answers uncompressed; not asking spares loading zlib
+
     headers: token === undefined ? {} : { 'x-consul-token': token },
     https: {
       certificateAuthority: readPem('ipam.consul_ca_file', options.caFile),
