@@ -296,7 +296,7 @@ describe('the two new executables on their own', () => {
     assert.deepEqual(fresh.json.ips, []);
   });
 
-  test('GC and STATUS through the chain: each delegate, nothing printed on success', async () => {
+  test('GC and STATUS through the chain: each delegate, nothing printed on success; STATUS fails with the first delegate not ready', async () => {
     for (const command of ['GC', 'STATUS']) {
       const run = await runCni(delegated(), {
         command,
@@ -306,6 +306,17 @@ describe('the two new executables on their own', () => {
       assert.equal(run.code, 0, `${command}: ${run.stdout}${run.stderr}`);
       assert.equal(run.stdout, '');
     }
+    // With the allocator: ready while Consul answers; its "not available" (50) passes through when not.
+    const ready = await runCni(delegated(), { command: 'STATUS', config: networkConfig({ cniVersion: '1.1.0', pools: [{ name: 'p' }] }), env: { CNI_PATH: cniPath } });
+    assert.equal(ready.code, 0, `STATUS: ${ready.stdout}${ready.stderr}`);
+    assert.equal(ready.stdout, '');
+    const unreachable = networkConfig({ cniVersion: '1.1.0', pools: [{ name: 'p' }] });
+    unreachable.ipam.consul_servers = ['http://127.0.0.1:1'];
+    const down = await runCni(delegated(), { command: 'STATUS', config: unreachable, env: { CNI_PATH: cniPath } });
+    assert.equal(down.code, 1);
+    assert.equal(down.json.code, 50, down.stdout);
+    assert.match(down.json.msg, /^delegate ipam-da-consul STATUS failed/);
+
     const missing = await runCni(delegated(), {
       command: 'STATUS',
       config: networkConfig({ cniVersion: '1.1.0', pools: [{ name: 'p' }], delegates: ['ipam-ds-static', 'ipam-da-missing'] }),
