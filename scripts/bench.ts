@@ -1,0 +1,274 @@
+/**
+ * `npm run bench`: what a container start costs, as ratios measured side by side in one run.
+ *
+ * The machine is shared and noisy, so absolute times mean little: every figure is a ratio of medians of
+ * commands run alternately, in the same environment. The plugin runs as a runtime runs it (a new process,
+ * env + stdin) against a real local Consul started here. Results go to stdout as a Markdown table and to
+ * .cache/bench-last.md; docs/performance.md explains them.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { startConsul, type ConsulAgent } from '../test/support/consul';
+
+const root = path.resolve(__dirname, '..');
+const plugin = path.join(root, 'dist/ipam-da-consul');
+const verbosePlugin = path.join(root, 'dist/verbose/ipam-da-consul');
+const hostLocal = '/usr/lib/cni/host-local';
+const rounds = Number(process.env.BENCH_ROUNDS ?? 15);
+const work = mkdtempSync(path.join(tmpdir(), 'ipam-bench-'));
+
+// NODE_EXTRA_CA_CERTS (set on these machines) makes every Node start load a CA bundle: ~40 ms that a CNI
+// host normally does not pay. Both sides of every ratio run without it, so the ratio shows our own cost.
+const baseEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+interface Run {
+  readonly ms: number;
+  readonly result: { status: number | null; stdout: string; stderr: string };
+}
+
+/**
+ * Runs one process and times it. Never spawnSync: the Consul agent's log pipe must keep being read while a
+ * plugin runs, or the agent blocks on a full pipe and the plugin times out.
+ */
+function run(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<Run> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = spawn(args[0]!, args.slice(1), { env: { ...baseEnv, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, result: { status, stdout, stderr } }));
+    child.stdin.end(input);
+  });
+}
+
+function mustSucceed({ result }: Run, what: string): void {
+  if (result.status !== 0) throw new Error(`${what} failed (${result.status}): ${result.stdout}${result.stderr}`);
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+};
+
+/** Runs each named command once per round, alternating, and returns the median time of each. */
+async function alternate(commands: Record<string, (round: number) => Promise<Run>>): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, command] of Object.entries(commands)) times[name]!.push((await command(round)).ms);
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+function config(agent: ConsulAgent, pool: string, dataDir: string, prevIps: string[] = []): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'bench',
+    ipam: { type: 'ipam-delegated', consul_servers: [agent.url], data_dir: dataDir },
+    prevResult: { ips: prevIps.map((address) => ({ address })), pools: [{ name: pool }] },
+  });
+}
+
+const cni = (command: string, containerId: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0', CNI_PATH: path.dirname(plugin) });
+
+/** ADD, checked, returning its address for the DEL that follows. */
+async function add(agent: ConsulAgent, pool: string, dataDir: string, id: string): Promise<Run & { address: string }> {
+  const r = await run(['node', plugin], cni('ADD', id), config(agent, pool, dataDir));
+  mustSucceed(r, `ADD ${id} in ${pool}`);
+  return { ...r, address: (JSON.parse(String(r.result.stdout)) as { ips: Array<{ address: string }> }).ips[0]!.address };
+}
+
+async function del(agent: ConsulAgent, pool: string, dataDir: string, id: string, address: string): Promise<Run> {
+  const r = await run(['node', plugin], cni('DEL', id), config(agent, pool, dataDir, [address]));
+  mustSucceed(r, `DEL ${id} in ${pool}`);
+  return r;
+}
+
+/** Writes `count` allocations into a pool, 64 keys per Consul transaction, as other hosts would have. */
+async function fill(agent: ConsulAgent, pool: string, addresses: Iterable<string>): Promise<number> {
+  let batch: object[] = [];
+  let count = 0;
+  const flush = async () => {
+    const response = await fetch(`${agent.url}/v1/txn`, { method: 'PUT', body: JSON.stringify(batch) });
+    if (!response.ok) throw new Error(`filling ${pool}: ${response.status} ${await response.text()}`);
+    batch = [];
+  };
+  for (const ip of addresses) {
+    const value = Buffer.from(JSON.stringify({ target: `other-${count}`, ifname: 'eth0', host: 'another-host' })).toString('base64');
+    batch.push({ KV: { Verb: 'set', Key: `ipam/${pool}/${ip}`, Value: value } });
+    count++;
+    if (batch.length === 64) await flush();
+  }
+  if (batch.length > 0) await flush();
+  return count;
+}
+
+function* ipv4From(a: number, b: number, count: number): Generator<string> {
+  for (let i = 1; i <= count; i++) yield `10.${a}.${b + Math.floor(i / 256)}.${i % 256}`;
+}
+
+function* ipv6From(count: number): Generator<string> {
+  for (let i = 1; i <= count; i++) yield `fd00:1::${i.toString(16)}`;
+}
+
+/** Peak resident set size of one command, in KiB, from GNU time. */
+async function peakRss(args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<number> {
+  const r = await run(['/usr/bin/time', '-f', '%M', ...args], env, input);
+  const lines = r.result.stderr.trim().split('\n');
+  return Number(lines[lines.length - 1]);
+}
+
+/** Counts the Consul requests one invocation sends, from the verbose flavour's debug log. */
+async function consulRequests(agent: ConsulAgent, command: string, pool: string, dataDir: string, id: string, prevIps: string[] = []): Promise<string[]> {
+  const log = path.join(work, `${command}-${id}.log`);
+  const r = await run(['node', verbosePlugin], { ...cni(command, id), IPAM_DA_CONSUL_LOG_FILE: log }, config(agent, pool, dataDir, prevIps));
+  mustSucceed(r, `verbose ${command}`);
+  return readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((line) => / consul (GET|PUT|DELETE) /.test(line))
+    .map((line) => line.replace(/^.* consul /, '').replace(/ -> .*$/, ''));
+}
+
+/** Starts `count` ADD processes at once; resolves with each one's exit code and stdout. */
+function storm(agent: ConsulAgent, pool: string, count: number, hosts: number): Promise<Array<{ code: number; stdout: string }>> {
+  const dataDirs = Array.from({ length: hosts }, (_, i) => path.join(work, `storm-host-${i}`));
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new Promise<{ code: number; stdout: string }>((resolve) => {
+        const child = spawn('node', [plugin], { env: { ...baseEnv, ...cni('ADD', `storm-${i}`) } });
+        let stdout = '';
+        child.stdout.on('data', (chunk) => (stdout += chunk));
+        child.on('close', (code) => resolve({ code: code ?? -1, stdout }));
+        child.stdin.end(config(agent, pool, dataDirs[i % hosts]!));
+      }),
+    ),
+  );
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(plugin) || !existsSync(verbosePlugin)) throw new Error('run `npm run build` first');
+  const started = Date.now();
+  const agent = await startConsul();
+  const rows: Array<[string, string, string, string]> = [];
+  const row = (name: string, value: string, goal: string, met: boolean | undefined) => rows.push([name, value, goal, met === undefined ? '' : met ? 'met' : 'NOT met']);
+  try {
+    const put = (key: string, ranges: object[]) => agent.kv.put(key, ranges);
+    await put('ipam/empty4', [{ subnet: '10.0.0.0/16', gateway: '10.0.0.1' }]);
+    await put('ipam/full4', [{ subnet: '10.1.0.0/16', gateway: '10.1.255.254' }]);
+    await put('ipam/big6', [{ subnet: 'fd00:1::/48' }]);
+    await put('ipam/storm', [{ subnet: '10.3.0.0/16' }]);
+    const filled = await fill(agent, 'full4', ipv4From(1, 0, 50_000));
+    const filled6 = await fill(agent, 'big6', ipv6From(1_000));
+    const dirs = { empty4: path.join(work, 'empty4'), full4: path.join(work, 'full4'), big6: path.join(work, 'big6') };
+    for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+
+    // Warm-up: the first ADD of a host in a crowded pool has no hint and lists the pool once (measured apart below).
+    const coldStart = process.hrtime.bigint();
+    const cold = await add(agent, 'full4', dirs.full4, 'warm-full4');
+    const coldMs = Number(process.hrtime.bigint() - coldStart) / 1e6;
+    await del(agent, 'full4', dirs.full4, 'warm-full4', cold.address);
+    for (const pool of ['empty4', 'big6'] as const) {
+      const warm = await add(agent, pool, dirs[pool], `warm-${pool}`);
+      await del(agent, pool, dirs[pool], `warm-${pool}`, warm.address);
+    }
+
+    const versionInput = '{"cniVersion":"1.0.0"}';
+    const startup = await alternate({
+      node: () => run(['node', '-e', '']),
+      about: () => run(['node', plugin]),
+      version: () => run(['node', plugin], { CNI_COMMAND: 'VERSION' }, versionInput),
+    });
+    row('"about" run (no CNI_COMMAND) ÷ `node -e \'\'`', (startup.about! / startup.node!).toFixed(2), '≤ 1.5', startup.about! / startup.node! <= 1.5);
+    row('`VERSION` ÷ `node -e \'\'`', (startup.version! / startup.node!).toFixed(2), '≤ 1.5', startup.version! / startup.node! <= 1.5);
+
+    // ADD and DEL in pairs: each ADD's address is released by the DEL that follows, so pools keep their size.
+    const pending: Record<string, string> = {};
+    const addThenRemember = async (pool: keyof typeof dirs, id: string) => {
+      const r = await add(agent, pool, dirs[pool], id);
+      pending[id] = r.address;
+      return r;
+    };
+    const delRemembered = (pool: keyof typeof dirs, id: string) => del(agent, pool, dirs[pool], id, pending[id]!);
+    const commands = await alternate({
+      node: () => run(['node', '-e', '']),
+      addEmpty: (i) => addThenRemember('empty4', `e${i}`),
+      delEmpty: (i) => delRemembered('empty4', `e${i}`),
+      addFull: (i) => addThenRemember('full4', `f${i}`),
+      delFull: (i) => delRemembered('full4', `f${i}`),
+      addV6: (i) => addThenRemember('big6', `s${i}`),
+      delV6: (i) => delRemembered('big6', `s${i}`),
+    });
+    const ratio = (a: number, b: number) => a / b;
+    row('`ADD` on an empty pool ÷ `node -e \'\'`', ratio(commands.addEmpty!, commands.node!).toFixed(2), '≤ 2.5', ratio(commands.addEmpty!, commands.node!) <= 2.5);
+    row('`DEL` ÷ `node -e \'\'`', ratio(commands.delEmpty!, commands.node!).toFixed(2), '≤ 2.5', ratio(commands.delEmpty!, commands.node!) <= 2.5);
+    row(`\`ADD\` with ${filled.toLocaleString('en')} allocations ÷ \`ADD\` on an empty pool`, ratio(commands.addFull!, commands.addEmpty!).toFixed(2), '≤ 1.5', ratio(commands.addFull!, commands.addEmpty!) <= 1.5);
+    row(`\`DEL\` with ${filled.toLocaleString('en')} allocations (prevResult carries the IP) ÷ \`DEL\` on an empty pool`, ratio(commands.delFull!, commands.delEmpty!).toFixed(2), '≤ 1.5', ratio(commands.delFull!, commands.delEmpty!) <= 1.5);
+    row(`\`ADD\` in an IPv6 /48 with ${filled6.toLocaleString('en')} allocations ÷ \`ADD\` on an empty IPv4 pool`, ratio(commands.addV6!, commands.addEmpty!).toFixed(2), '≤ 1.5', ratio(commands.addV6!, commands.addEmpty!) <= 1.5);
+    row(`first \`ADD\` of a host with no hint in the ${filled.toLocaleString('en')}-allocation pool ÷ \`ADD\` on an empty pool (lists the pool's key names once)`, ratio(coldMs, commands.addEmpty!).toFixed(2), 'reference', undefined);
+
+    // The storm: 100 ADD processes at once on one pool, ten "hosts" (data dirs) of ten processes each.
+    const stormStart = Date.now();
+    const outcomes = await storm(agent, 'storm', 100, 10);
+    const stormMs = Date.now() - stormStart;
+    const addresses = outcomes.filter((o) => o.code === 0).map((o) => (JSON.parse(o.stdout) as { ips: Array<{ address: string }> }).ips[0]!.address);
+    const keys = (await agent.kv.keys('ipam/storm/')).length;
+    row('100 concurrent `ADD` processes on one pool: successes, distinct IPs, keys in Consul', `${addresses.length}, ${new Set(addresses).size}, ${keys}`, '100, 100', addresses.length === 100 && new Set(addresses).size === 100 && keys === 100);
+    const stormRatio = stormMs / (100 * commands.addEmpty!);
+    row(`that storm's wall time ÷ (100 × one sequential \`ADD\`) — ${cpus().length} cores`, stormRatio.toFixed(2), '≤ 0.8', stormRatio <= 0.8);
+
+    const rssNode: number[] = [];
+    const rssAdd: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      rssNode.push(await peakRss(['node', '-e', ''], {}));
+      rssAdd.push(await peakRss(['node', plugin], cni('ADD', `rss-${i}`), config(agent, 'empty4', dirs.empty4)));
+    }
+    const rss = { node: median(rssNode), add: median(rssAdd) };
+    row('peak RSS of one `ADD` ÷ peak RSS of `node -e \'\'`', `${(rss.add / rss.node).toFixed(2)} (${Math.round(rss.add / 1024)} / ${Math.round(rss.node / 1024)} MiB)`, '≤ 1.5', rss.add / rss.node <= 1.5);
+
+    const addRequests = await consulRequests(agent, 'ADD', 'empty4', dirs.empty4, 'count-1');
+    const added = JSON.parse((await run(['node', plugin], cni('ADD', 'count-1'), config(agent, 'empty4', dirs.empty4))).result.stdout) as { ips: Array<{ address: string }> };
+    const delRequests = await consulRequests(agent, 'DEL', 'empty4', dirs.empty4, 'count-1', [added.ips[0]!.address]);
+    row('Consul HTTP requests per `ADD` / per `DEL`', `${addRequests.length} / ${delRequests.length}`, 'as few as the design allows', undefined);
+
+    if (existsSync(hostLocal)) {
+      const hostLocalConfig = (dir: string) => JSON.stringify({ cniVersion: '1.0.0', name: 'bench', ipam: { type: 'host-local', ranges: [[{ subnet: '10.9.0.0/16' }]], dataDir: dir } });
+      const hostLocalDir = path.join(work, 'host-local');
+      const reference = await alternate({
+        node: () => run(['node', '-e', '']),
+        hostLocal: (i) => run([hostLocal], { ...cni('ADD', `hl-${i}`), CNI_NETNS: '/var/run/netns/bench' }, hostLocalConfig(hostLocalDir)),
+        add: (i) => addThenRemember('empty4', `r${i}`),
+      });
+      row("reference: Go `host-local` `ADD` (its file store) ÷ `node -e ''`", (reference.hostLocal! / reference.node!).toFixed(2), 'reference', undefined);
+      row('reference: our `ADD` ÷ Go `host-local` `ADD`', (reference.add! / reference.hostLocal!).toFixed(2), 'reference', undefined);
+    }
+
+    const lines = [
+      `| row | measured | goal | |`,
+      `|---|---|---|---|`,
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+      '',
+      `Medians of ${rounds} alternating rounds; \`node -e ''\` took ${startup.node!.toFixed(1)} ms here (${commands.node!.toFixed(1)} ms in the ADD/DEL rounds), ADD ${commands.addEmpty!.toFixed(1)} ms, DEL ${commands.delEmpty!.toFixed(1)} ms.`,
+      `Environment: ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, NODE_EXTRA_CA_CERTS unset for every command. Bench took ${Math.round((Date.now() - started) / 1000)} s.`,
+      '',
+      'Consul requests of one ADD:',
+      ...addRequests.map((r) => `- ${r}`),
+      'Consul requests of one DEL:',
+      ...delRequests.map((r) => `- ${r}`),
+    ];
+    console.log(lines.join('\n'));
+    mkdirSync(path.join(root, '.cache'), { recursive: true });
+    writeFileSync(path.join(root, '.cache/bench-last.md'), `${lines.join('\n')}\n`);
+  } finally {
+    await agent.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
