@@ -9,6 +9,7 @@ const executables = [
   { name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'] },
   { name: 'ipam-delegated', entry: 'src/ipam-delegated.ts', flavours: ['standard', 'verbose'] },
   { name: 'ipam-ds-static', entry: 'src/ipam-ds-static.ts', flavours: ['standard', 'verbose'] },
+  { name: 'consul-ipam', entry: 'src/cli/consul-ipam.ts', flavours: ['standard'] },
 ];
 
 for (const { name, entry, flavours } of executables) {

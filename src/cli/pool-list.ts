@@ -1,0 +1,111 @@
+/**
+ * `pool list`: every pool under ipam/ with its size and use. One `?keys` listing finds the pools (keys
+ * ipam/<name> with no further "/") and counts their allocation keys by name, then each pool key is read:
+ * allocation values are never downloaded, so a large pool costs only its key names.
+ */
+import { canonicalIp } from '../cni/codecs';
+import { CniError } from '../cni/errors';
+import { parsePoolDefinition, poolKey } from '../services/kv-layout';
+import type { Command } from './command';
+import { describeRange, rangeJson } from './pool-read';
+import type { AddressRange } from '../services/ip-math';
+import { poolUsage, type PoolUsage } from './pool-size';
+import { renderTable } from './table';
+
+/** One row of `pool list --json`: a readable pool, or one whose key the plugin would refuse. */
+export type PoolSummary =
+  | {
+      readonly name: string;
+      readonly ranges: ReturnType<typeof rangeJson>[];
+      readonly size: string;
+      readonly allocated: number;
+      readonly free: string;
+      readonly usedPercent: number | null;
+    }
+  | { readonly name: string; readonly error: string; readonly allocated: number };
+
+/** Pool names and the addresses allocated in each, from the key names under ipam/. */
+export function poolsFromKeys(keys: readonly string[]): Map<string, string[]> {
+  const pools = new Map<string, string[]>();
+  for (const key of keys) {
+    const match = /^ipam\/([^/]+)$/.exec(key);
+    if (match) pools.set(match[1]!, pools.get(match[1]!) ?? []);
+  }
+  for (const key of keys) {
+    const match = /^ipam\/([^/]+)\/(.+)$/.exec(key);
+    if (match && canonicalIp(match[2]!) === match[2]) pools.get(match[1]!)?.push(match[2]!);
+  }
+  return pools;
+}
+
+/** A pool as read: its ranges and use, or why the plugin would refuse its key. */
+type ReadPool =
+  | { readonly name: string; readonly ranges: AddressRange[]; readonly usage: PoolUsage }
+  | { readonly name: string; readonly error: string; readonly allocated: number };
+
+const percent = (value: number | null): string => (value === null ? '-' : `${value.toFixed(2)}%`);
+
+/** `consul-ipam pool list` */
+export const poolListCommand: Command = {
+  words: ['pool', 'list'],
+  args: [],
+  options: [],
+  summary: 'every pool: size, allocated, free, % used',
+  help: `Lists every pool under ipam/: its IP Ranges, its size (addresses ADD can hand out: rangeStart..rangeEnd
+without the network, broadcast and gateway addresses), how many addresses are allocated, how many of the
+size are free, and the share used. A pool whose key the plugin would refuse is listed with the reason.
+With --json: an array of objects; size and free are decimal strings, as IPv6 pools exceed 2^53.`,
+
+  async run({ connect }) {
+    const kv = await connect();
+    const pools = poolsFromKeys(await kv.keys('ipam/'));
+    const names = [...pools.keys()].sort();
+    const entries = await Promise.all(names.map((name) => kv.get(poolKey(name))));
+    const read = names.flatMap((name, i): ReadPool[] => {
+      const entry = entries[i];
+      if (entry === undefined) return []; // deleted since the listing
+      const taken = pools.get(name) ?? [];
+      try {
+        const ranges = parsePoolDefinition(name, entry.value);
+        return [{ name, ranges, usage: poolUsage(ranges, taken) }];
+      } catch (error) {
+        return [{ name, error: error instanceof CniError ? error.message : String(error), allocated: taken.length }];
+      }
+    });
+
+    const json: PoolSummary[] = read.map((pool) =>
+      'error' in pool
+        ? pool
+        : {
+            name: pool.name,
+            ranges: pool.ranges.map(rangeJson),
+            size: pool.usage.size.toString(),
+            allocated: pool.usage.allocated,
+            free: pool.usage.free.toString(),
+            usedPercent: pool.usage.usedPercent,
+          },
+    );
+    const columns = [
+      { heading: 'POOL' },
+      { heading: 'SIZE', right: true },
+      { heading: 'ALLOCATED', right: true },
+      { heading: 'FREE', right: true },
+      { heading: 'USED', right: true },
+      { heading: 'RANGES' },
+    ];
+    const rows = read.map((pool) =>
+      'error' in pool
+        ? [pool.name, '-', String(pool.allocated), '-', '-', `invalid: ${pool.error}`]
+        : [
+            pool.name,
+            pool.usage.size.toString(),
+            String(pool.usage.allocated),
+            pool.usage.free.toString(),
+            percent(pool.usage.usedPercent),
+            pool.ranges.map(describeRange).join('; '),
+          ],
+    );
+    const text = read.length === 0 ? 'no pools under ipam/ (a token that may not read ipam/ sees none either)' : renderTable(columns, rows);
+    return { text, json };
+  },
+};
