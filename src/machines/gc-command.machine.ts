@@ -111,7 +111,7 @@ export const gcCommandMachine = setup({
       },
     },
     succeeded: { type: 'final', description: 'Every stale allocation of this host is released. No output.' },
-    disabled: { type: 'final', description: 'ipam.gc is false: nothing is touched. No output.' },
+    disabled: { type: 'final', tags: ['success'], description: 'ipam.gc is false: nothing is touched. No output.' },
     invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
     incomplete: { type: 'final', description: 'Some pools or keys could not be read or released (code 11 with each problem); the rest were.' },
