@@ -26,8 +26,8 @@ export interface Claim {
 
 /**
  * Runs in ADD once an address is chosen: writes ipam/<pool>/<ip>. The host notes the address before the
- * write, so a retried ADD finds it even if this process dies right after Consul applied it. A `cas=0` write
- * that answers false is read back: if the key is ours (a retried request whose first try was applied), we won.
+ * write, so a retried ADD finds it even if this process dies right after Consul applied it. A resent `cas=0`
+ * write that answers false is read back: if the key is ours (the first try was applied), we won.
  */
 export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) => {
   const { kv, pool, candidate, mode, containerId, ifname, hostId, dataDir, log } = input;
@@ -36,9 +36,12 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
   await rememberHeld(dataDir, pool.name, containerId, ifname, candidate.ip).catch((error: Error) =>
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
+  const requestsBefore = kv.requests;
   const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined);
   let won = written;
-  if (!written) {
+  // A false answer to a write sent once means another writer holds the key. Only a write the client had to
+  // resend (its first try may have been applied) can have lost to itself: read the key back then.
+  if (!written && kv.requests - requestsBefore > 1) {
     const entry = await kv.get(key);
     won = entry !== undefined && belongsTo(parseAllocation(pool.name, entry.key, entry.value).allocation, containerId, ifname);
     log.debug(`cas=0 write of ${key} lost; the key ${won ? 'is ours after all' : 'belongs to another container'}`);

@@ -8,8 +8,9 @@ test('the first try takes the first free candidate (plain round robin)', () => {
 });
 
 test('after losses, the pick spreads over a window that doubles, within the free candidates', () => {
-  assert.equal(spreadIndex(32, 1, () => 0.99), 3);
-  assert.equal(spreadIndex(32, 3, () => 0.99), 15);
+  assert.equal(spreadIndex(32, 1, () => 0.99), 7);
+  assert.equal(spreadIndex(32, 2, () => 0.99), 15);
+  assert.equal(spreadIndex(32, 3, () => 0.99), 31);
   assert.equal(spreadIndex(5, 4, () => 0.99), 4);
   assert.equal(spreadIndex(1, 4, () => 0.99), 0);
 });
