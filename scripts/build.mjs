@@ -2,7 +2,8 @@
 // Output: dist/<name> (standard flavour) and dist/verbose/<name>; each has a shebang and the run bit,
 // and can be copied into a CNI bin dir (/opt/cni/bin) as it is.
 import { build } from 'esbuild';
-import { chmod } from 'node:fs/promises';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { startupPlugins } from './bundle-plugins.mjs';
 
 const executables = [
@@ -15,9 +16,10 @@ const executables = [
 for (const { name, entry, flavours } of executables) {
   for (const flavour of flavours) {
     const outfile = flavour === 'standard' ? `dist/${name}` : `dist/${flavour}/${name}`;
-    await build({
+    const { outputFiles } = await build({
       entryPoints: [entry],
       outfile,
+      write: false,
       bundle: true,
       platform: 'node',
       target: 'node20',
@@ -29,6 +31,11 @@ for (const { name, entry, flavours } of executables) {
       plugins: startupPlugins,
       logLevel: 'warning',
     });
-    await chmod(outfile, 0o755);
+    // Written beside and renamed into place, so a test running the previous build never reads half a file.
+    const temporary = `${outfile}.${process.pid}.tmp`;
+    await mkdir(dirname(outfile), { recursive: true });
+    await writeFile(temporary, outputFiles[0].contents);
+    await chmod(temporary, 0o755);
+    await rename(temporary, outfile);
   }
 }
