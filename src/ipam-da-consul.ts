@@ -15,6 +15,13 @@ const logFile = verbose ? process.env.IPAM_DA_CONSUL_LOG_FILE || defaultVerboseL
 void runPlugin(
   { name: 'ipam-da-consul', version, ...(logFile ? { logFile } : {}) },
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
-).then((code) => {
-  process.exitCode = code;
-});
+).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    // runPlugin never throws; should it, the runtime still gets a CNI error and no stack trace.
+    process.stdout.write(`${JSON.stringify({ cniVersion: '1.0.0', code: 109, msg: 'unexpected failure', details: String(error) })}\n`);
+    process.exitCode = 1;
+  },
+);

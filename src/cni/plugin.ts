@@ -36,13 +36,14 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
   let stdin = '';
   let log: Log | undefined;
   try {
-    const env = readEnvironment(io.env);
-    if (env === undefined) {
+    if (!io.env.CNI_COMMAND) {
       // Nomad fingerprints every executable in its CNI bin dir this way: exit 0 and print a semver version.
       io.writeStdout(`CNI ${options.name} plugin v${options.version} (CNI spec ${supportedVersions.join(', ')})\n`);
       return 0;
     }
+    // Stdin first, so that an error in the environment is printed in the config's cniVersion.
     stdin = await io.readStdin();
+    const env = readEnvironment(io.env)!;
     if (env.command === 'VERSION') return printVersion(stdin, io);
 
     const { createLog } = await import('../services/logger');
@@ -59,11 +60,15 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
     return 1;
   } catch (caught) {
     const error = toCniError(caught);
-    log?.error(`failed: ${error.message}${error.details ? ` (${error.details})` : ''}`);
+    try {
+      log?.error(`failed: ${error.message}${error.details ? ` (${error.details})` : ''}`);
+    } catch {
+      // The logger itself may be what failed; the error still reaches the runtime on stdout.
+    }
     io.writeStdout(`${JSON.stringify(error.toJSON(sniffVersion(stdin) ?? fallbackVersion))}\n`);
     return 1;
   } finally {
-    await log?.shutdown();
+    await log?.shutdown().catch(() => undefined);
   }
 }
 

@@ -45,8 +45,16 @@ export function createLog({ name, file }: LogOptions): Log {
       appenders.file = { type: 'file', filename: file, layout: { type: 'pattern', pattern: '%d{ISO8601} %p %c[%z] %m' } };
       used.push('file');
     }
-    log4js.configure({ appenders, categories: { default: { appenders: used, level: file ? 'debug' : 'warn' } } });
-    logger = log4js.getLogger(name);
+    try {
+      log4js.configure({ appenders, categories: { default: { appenders: used, level: file ? 'debug' : 'warn' } } });
+      logger = log4js.getLogger(name);
+    } catch (error) {
+      // A log file that cannot be opened must not fail the container: log to stderr only, and say so.
+      delete appenders.file;
+      log4js.configure({ appenders, categories: { default: { appenders: ['warnings'], level: 'warn' } } });
+      logger = log4js.getLogger(name);
+      logger.warn(`cannot open log file ${file}: ${(error as Error).message}; logging warnings to stderr only`);
+    }
     return logger;
   };
   const quiet = file === undefined;
