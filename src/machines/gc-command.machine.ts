@@ -26,6 +26,14 @@ function present<T>(value: T | undefined, name: string): T {
   return value;
 }
 
+/** One error for everything GC could not do: the problems' shared code (107 when all were denied), else 11. */
+function incompleteError(problems: readonly CniError[]): CniError {
+  const codes = new Set(problems.map((p) => p.code));
+  const code = codes.size === 1 ? problems[0]!.code : ErrorCode.TryAgainLater;
+  const details = problems.map((p) => `${p.message}${p.details ? ` (${p.details})` : ''}`).join('; ');
+  return new CniError(code, `GC could not finish: ${problems.length} problem(s), first: ${problems[0]?.message}`, details);
+}
+
 export const gcCommandMachine = setup({
   types: {
     context: {} as GcContext,
@@ -40,14 +48,11 @@ export const gcCommandMachine = setup({
   },
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
-    recordIncomplete: assign({
-      error: (_, params: { problems: readonly string[] }) =>
-        new CniError(ErrorCode.TryAgainLater, `GC could not finish: ${params.problems.length} problem(s)`, params.problems.join('; ')),
-    }),
+    recordIncomplete: assign({ error: (_, params: { problems: readonly CniError[] }) => incompleteError(params.problems) }),
   },
   guards: {
     gcDisabled: (_, params: { config: MaintenanceConfig }) => !params.config.gc,
-    hadProblems: (_, params: { problems: readonly string[] }) => params.problems.length > 0,
+    hadProblems: (_, params: { problems: readonly CniError[] }) => params.problems.length > 0,
   },
 }).createMachine({
   id: 'gc',

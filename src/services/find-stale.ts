@@ -1,11 +1,12 @@
 import { fromPromise } from 'xstate';
 import type { MaintenanceConfig } from '../cni/config';
 import { KeySegment } from '../cni/codecs';
-import { CniError } from '../cni/errors';
+import { CniError, toCniError } from '../cni/errors';
+
 import type { ConsulKv } from './consul-client';
 import { parseAllocation } from './kv-layout';
 import type { Log } from './logger';
-import { readPoolFolder } from './pool-folder';
+import { readPoolFolder, rootPermissionProbeKey } from './pool-folder';
 
 /** An allocation GC may release. */
 export interface StaleAllocation {
@@ -20,7 +21,7 @@ export interface StaleAllocation {
 /** What GC found: the stale allocations, and the pools it could not read (GC goes on past them). */
 export interface StaleSearch {
   readonly stale: readonly StaleAllocation[];
-  readonly problems: readonly string[];
+  readonly problems: readonly CniError[];
 }
 
 /**
@@ -34,13 +35,14 @@ export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; 
     const validContainers = new Set(config.validAttachments.map((a) => a.containerId));
     const pools = config.pools.length > 0 ? config.pools : await listPools(kv, log);
     const stale: StaleAllocation[] = [];
-    const problems: string[] = [];
+    const problems: CniError[] = [];
     for (const pool of pools) {
       let entries;
       try {
         entries = await readPoolFolder(kv, pool);
       } catch (error) {
-        problems.push(`pool ${pool}: ${error instanceof CniError ? `${error.message} (${error.details})` : String(error)}`);
+        const problem = toCniError(error);
+        problems.push(new CniError(problem.code, `pool ${pool}: ${problem.message}`, problem.details));
         continue;
       }
       for (const entry of entries) {
@@ -60,8 +62,13 @@ export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; 
   },
 );
 
-/** Pool names: the keys directly under ipam/ (listing with separator "/" stops at each pool's folder). */
+/**
+ * Pool names: the first segment of each key under ipam/. Consul leaves keys the token may not read out of a
+ * listing silently, so a direct read under ipam/ is asked first: a token without the right gets 107, not an
+ * empty list.
+ */
 async function listPools(kv: ConsulKv, log: Log): Promise<string[]> {
+  await kv.get(rootPermissionProbeKey);
   const names = new Set<string>();
   for (const key of await kv.keys('ipam/')) {
     const name = key.slice('ipam/'.length).split('/')[0] ?? '';

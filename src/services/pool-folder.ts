@@ -9,8 +9,11 @@
 import type { ConsulKv, KvEntry } from './consul-client';
 import { allocationPrefix } from './kv-layout';
 
-/** A key no implementation writes: reading it only tells whether the token may read the folder. */
+/** A key no implementation writes: reading it only tells whether the token may read the pool's folder. */
 export const permissionProbeKey = (pool: string): string => `${allocationPrefix(pool)}.permission-probe`;
+
+/** The same for ipam/ itself, before listing the pools. */
+export const rootPermissionProbeKey = 'ipam/.permission-probe';
 
 /** Every entry of ipam/<pool>/ except the folder key itself; throws PermissionDenied (107) when the token may not read it. */
 export async function readPoolFolder(kv: ConsulKv, pool: string): Promise<KvEntry[]> {

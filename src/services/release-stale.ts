@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import { CniError } from '../cni/errors';
+import { CniError, toCniError } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
 import type { StaleAllocation } from './find-stale';
 import { forgetHeld } from './host-store';
@@ -8,14 +8,14 @@ import type { Log } from './logger';
 /** What GC released, and what it could not (it keeps going past failures, as CNI GC asks). */
 export interface StaleRelease {
   readonly released: readonly string[];
-  readonly problems: readonly string[];
+  readonly problems: readonly CniError[];
 }
 
 /** Runs in GC: deletes each stale allocation with cas on the index read, so one reallocated meanwhile is left alone. */
 export const releaseStaleLogic = fromPromise<StaleRelease, { readonly kv: ConsulKv; readonly stale: readonly StaleAllocation[]; readonly dataDir: string; readonly log: Log }>(
   async ({ input: { kv, stale, dataDir, log } }) => {
     const released: string[] = [];
-    const problems: string[] = [];
+    const problems: CniError[] = [];
     for (const item of stale) {
       try {
         if (await kv.deleteCas(item.key, item.modifyIndex)) {
@@ -24,7 +24,8 @@ export const releaseStaleLogic = fromPromise<StaleRelease, { readonly kv: Consul
           await forgetHeld(dataDir, item.pool, item.containerId, item.ifname).catch(() => undefined);
         }
       } catch (error) {
-        problems.push(`${item.key}: ${error instanceof CniError ? `${error.message} (${error.details})` : String(error)}`);
+        const problem = toCniError(error);
+        problems.push(new CniError(problem.code, `${item.key}: ${problem.message}`, problem.details));
       }
     }
     return { released, problems };

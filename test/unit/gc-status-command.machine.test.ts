@@ -52,12 +52,13 @@ describe('GC', () => {
   test('keeps going past a pool it cannot read, then reports it', async () => {
     let releaseRan = false;
     const { output, visited } = await run({
-      findStale: resolves({ stale: [stale], problems: ['pool q: permission denied'] }),
+      findStale: resolves({ stale: [stale], problems: [new CniError(ErrorCode.PermissionDenied, 'pool q: Consul denied a read', 'http://consul.invalid:8500 answered 403')] }),
       releaseStale: fromPromise(async () => ((releaseRan = true), { released: [stale.key], problems: [] })),
     });
     assert.ok(releaseRan);
     assert.equal(visited[visited.length - 1], 'incomplete');
-    assert.equal(output.type === 'error' && output.error.details, 'pool q: permission denied');
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.PermissionDenied);
+    assert.match(output.type === 'error' ? output.error.details : '', /pool q: Consul denied a read \(.*403\)/);
   });
 
   test('bad input, no server, failed search end in their own states', async () => {
