@@ -2,18 +2,30 @@
 // Output: dist/<name> (standard flavour) and dist/verbose/<name>; each has a shebang and the run bit,
 // and can be copied into a CNI bin dir (/opt/cni/bin) as it is.
 import { build } from 'esbuild';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { startupPlugins } from './bundle-plugins.mjs';
 
+// codeCache: wrap the bundle in scripts/code-cache-loader.cjs, for the executables a runtime execs per container.
 const executables = [
-  { name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'] },
-  { name: 'ipam-delegated', entry: 'src/ipam-delegated.ts', flavours: ['standard', 'verbose'] },
-  { name: 'ipam-ds-static', entry: 'src/ipam-ds-static.ts', flavours: ['standard', 'verbose'] },
+  { name: 'ipam-da-consul', entry: 'src/ipam-da-consul.ts', flavours: ['standard', 'verbose'], codeCache: true },
+  { name: 'ipam-delegated', entry: 'src/ipam-delegated.ts', flavours: ['standard', 'verbose'], codeCache: true },
+  { name: 'ipam-ds-static', entry: 'src/ipam-ds-static.ts', flavours: ['standard', 'verbose'], codeCache: true },
   { name: 'consul-ipam', entry: 'src/cli/consul-ipam.ts', flavours: ['standard'] },
 ];
 
-for (const { name, entry, flavours } of executables) {
+const loader = await readFile(new URL('./code-cache-loader.cjs', import.meta.url), 'utf8');
+
+/** The executable's text: the bundle itself, or the loader with the bundle as a string and an ID of this build. */
+function executable(cacheName, bundle, codeCache) {
+  if (!codeCache || process.env.BUILD_UNMINIFIED) return bundle;
+  const body = bundle.replace(/^#!.*\n/, '');
+  const buildId = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  return `#!/usr/bin/env node\n${loader}\nrun(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, ${JSON.stringify(body)});\n`;
+}
+
+for (const { name, entry, flavours, codeCache } of executables) {
   for (const flavour of flavours) {
     const outfile = flavour === 'standard' ? `dist/${name}` : `dist/${flavour}/${name}`;
     const { outputFiles } = await build({
@@ -34,7 +46,8 @@ for (const { name, entry, flavours } of executables) {
     // Written beside and renamed into place, so a test running the previous build never reads half a file.
     const temporary = `${outfile}.${process.pid}.tmp`;
     await mkdir(dirname(outfile), { recursive: true });
-    await writeFile(temporary, outputFiles[0].contents);
+    const cacheName = flavour === 'standard' ? name : `${name}-${flavour}`;
+    await writeFile(temporary, executable(cacheName, outputFiles[0].text, codeCache));
     await chmod(temporary, 0o755);
     await rename(temporary, outfile);
   }

@@ -46,7 +46,7 @@ const PoolEntry = t.intersection(
   'a Pool object',
 );
 
-const ResultIp = t.intersection([t.type({ address: IpWithPrefix }), t.partial({ gateway: IpAddress })], 'an IP config');
+const ResultIp = t.intersection([t.type({ address: IpWithPrefix }, 'an IP config'), t.partial({ gateway: IpAddress }, 'an IP config')], 'an IP config');
 
 /** The part of prevResult we use; other fields (interfaces, routes, dns...) are passed over. */
 const PrevResult = t.partial({ pools: t.unknown, ips: t.array(ResultIp, 'an array of IP configs') }, 'an object');

@@ -9,6 +9,7 @@ import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { ipamResult, type Assigned } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
 import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
+import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { verifyAllocationsLogic } from '../services/verify-allocations';
@@ -60,11 +61,11 @@ export const checkCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order; keep the first with a leader.',
+      description: 'Try ipam.consul_servers in order, reading ipam/<pool> (which needs a leader); keep the first that answers.',
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: poolKey(present(context.config, 'config').pool.name) }),
         onDone: { target: 'loadingPool', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

@@ -8,6 +8,8 @@ import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';
+import { allocationKey } from '../services/kv-layout';
+import { permissionProbeKey } from '../services/pool-folder';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
@@ -19,6 +21,12 @@ interface DelContext {
   readonly kv?: ConsulKv;
   readonly found: readonly Found[];
   readonly error?: CniError;
+}
+
+/** The key DEL reads first: that of the runtime's first address, else the pool folder's permission probe. */
+function firstRead(config: DelegateConfig): string {
+  const [first] = config.prevIps;
+  return first ? allocationKey(config.pool.name, first.ip) : permissionProbeKey(config.pool.name);
 }
 
 function present<T>(value: T | undefined, name: string): T {
@@ -61,11 +69,11 @@ export const delCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order; keep the first with a leader.',
+      description: 'Try ipam.consul_servers in order, with the first read DEL needs (which needs a leader); keep the first that answers.',
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: firstRead(present(context.config, 'config')) }),
         onDone: { target: 'findingAllocations', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

@@ -50,7 +50,12 @@ export interface ConsulKv {
   readonly requests: number;
   /** GET /v1/status/leader: the leader's address, "" when there is none. Not retried: used to pick a server. */
   leader(): Promise<string>;
-  get(key: string): Promise<KvEntry | undefined>;
+  /**
+   * GET one key. `retry: false` fails at once on a transient answer (to move on to the next server);
+   * `keep: true` keeps the answer for the next get of the same key, so a read that served to pick this
+   * server is not sent twice.
+   */
+  get(key: string, options?: { retry?: boolean; keep?: boolean }): Promise<KvEntry | undefined>;
   /** Every entry under a textual prefix (`?recurse`), [] when there is none. */
   list(prefix: string): Promise<KvEntry[]>;
   /** Key names only under a textual prefix (`?keys`): far cheaper than values. */
@@ -152,6 +157,7 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
   const { default: got } = await import('got');
   const http: Got = got.extend({ ...options, prefixUrl: server });
   let requests = 0;
+  const kept = new Map<string, KvEntry | undefined>();
 
   /** Sends one request, retrying transient failures when `retry` is set. */
   async function send(what: string, path: string, init: OptionsInit, retry = true): Promise<{ status: number; body: string }> {
@@ -197,11 +203,18 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
       expectOk(what, response);
       return parse<string>(what, response.body);
     },
-    async get(key) {
+    async get(key, { retry = true, keep = false } = {}) {
+      if (kept.has(key)) {
+        const entry = kept.get(key);
+        kept.delete(key);
+        return entry;
+      }
       const what = `a read of ${key}`;
-      const response = await send(what, keyPath(key), {});
+      const response = await send(what, keyPath(key), {}, retry);
       expectOk(what, response, 404);
-      return response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
+      const entry = response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
+      if (keep) kept.set(key, entry);
+      return entry;
     },
     async list(prefix) {
       const what = `a read of ${prefix}`;

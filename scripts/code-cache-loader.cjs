@@ -1,0 +1,48 @@
+// Start-up loader wrapped around each CNI executable's bundle by scripts/build.mjs.
+//
+// A runtime execs the plugin once per container, so compiling the same ~350 KB of JavaScript on every run is
+// a large part of its start-up (docs/performance.md). The bundle is kept below as a string (cheap to scan)
+// and compiled with V8's code cache when one made by this very build on this Node is found. After a command
+// that exercises the plugin (ADD, DEL, CHECK, GC, STATUS) found none, the cache is written for the next run.
+//
+// The caches live in /var/cache/ipam-da-consul (root-owned, mode 0700: as trusted as the executables), or
+// in $IPAM_CODE_CACHE_DIR; IPAM_CODE_CACHE_DIR=off disables it. Deleting it only costs one slower run.
+// V8 rejects a cache made by another Node or V8 flags; a rejected or unreadable cache is simply ignored.
+'use strict';
+const { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } = require('node:fs');
+const { wrap } = require('node:module');
+const { dirname, join } = require('node:path');
+const { Script } = require('node:vm');
+
+function run(name, buildId, source) {
+  const setting = process.env.IPAM_CODE_CACHE_DIR;
+  const dir = setting === 'off' ? undefined : setting || '/var/cache/ipam-da-consul';
+  const file = dir && join(dir, `${name}-${buildId}-${process.version}-${process.arch}.v8cache`);
+  let cachedData;
+  try {
+    if (file) cachedData = readFileSync(file);
+  } catch {
+    // No cache yet.
+  }
+  const script = new Script(wrap(source), { filename: __filename, cachedData, importModuleDynamically: undefined });
+  const exercising = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS'].includes(process.env.CNI_COMMAND || '');
+  if (file && exercising && (cachedData === undefined || script.cachedDataRejected)) {
+    process.once('exit', () => {
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const temporary = `${file}.${process.pid}.tmp`;
+        writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
+        renameSync(temporary, file);
+        // Caches of earlier builds of this executable are of no use any more.
+        const ours = new RegExp(`^${name}-[0-9a-f]{16}-.*\\.v8cache$`);
+        for (const old of readdirSync(dir)) {
+          if (ours.test(old) && join(dir, old) !== file) unlinkSync(join(dir, old));
+        }
+      } catch {
+        // A read-only or missing cache dir only means no cache.
+      }
+    });
+  }
+  const module = { exports: {}, id: '.', filename: __filename, loaded: false };
+  script.runInThisContext()(module.exports, require, module, __filename, dirname(__filename));
+}

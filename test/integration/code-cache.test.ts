@@ -1,0 +1,61 @@
+// The V8 code cache wrapped around each CNI executable (scripts/code-cache-loader.cjs): made after the first
+// command that exercises the plugin, used by the next runs, ignored when it does not fit, never required.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { startConsul, type ConsulAgent } from '../support/consul';
+import { describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
+
+let agent: ConsulAgent;
+before(async () => {
+  agent = await startConsul();
+});
+after(async () => agent?.stop());
+
+async function addAndDel(cacheDir: string, id: string) {
+  const s = scenario([agent.url], 'cache');
+  await agent.kv.put(`ipam/${s.pool}`, [{ subnet: '10.50.0.0/24' }]);
+  const env = { IPAM_CODE_CACHE_DIR: cacheDir };
+  const added = await runPlugin({ command: 'ADD', containerId: id, config: s.config(), env });
+  assert.equal(added.code, 0, describeRun(added));
+  const address = (added.json as { ips: Array<{ address: string }> }).ips[0]!.address;
+  assert.match(address, /^10\.50\.0\.\d+\/24$/);
+  const deleted = await runPlugin({ command: 'DEL', containerId: id, config: s.config({ ips: [{ address }] }), env });
+  assert.equal(deleted.code, 0, describeRun(deleted));
+  return address;
+}
+
+const caches = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.v8cache'));
+
+test('the "about" run writes no cache; the first ADD does; later runs read it and still work', async () => {
+  const dir = tempDir('code-cache-');
+  const about = await runPlugin({ env: { IPAM_CODE_CACHE_DIR: dir } });
+  assert.equal(about.code, 0, describeRun(about));
+  assert.deepEqual(caches(dir), []);
+  await addAndDel(dir, 'cache-1');
+  const [file] = caches(dir);
+  assert.match(file ?? '', /^ipam-da-consul-[0-9a-f]{16}-v\d+\.\d+\.\d+-\w+\.v8cache$/);
+  const written = readFileSync(path.join(dir, file!));
+  assert.ok(written.length > 10_000, `cache of ${written.length} bytes`);
+  await addAndDel(dir, 'cache-2');
+  assert.deepEqual(readFileSync(path.join(dir, file!)), written, 'an accepted cache is not rewritten');
+});
+
+test('a corrupt cache is rejected by V8, the command still succeeds, and the cache is rewritten', async () => {
+  const dir = tempDir('code-cache-');
+  await addAndDel(dir, 'cache-3');
+  const [file] = caches(dir);
+  writeFileSync(path.join(dir, file!), Buffer.from('not a code cache at all'));
+  await addAndDel(dir, 'cache-4');
+  assert.ok(readFileSync(path.join(dir, file!)).length > 10_000, 'rewritten after the rejection');
+});
+
+test('IPAM_CODE_CACHE_DIR=off writes nothing; an unwritable cache dir is no error', async () => {
+  const dir = tempDir('code-cache-');
+  await addAndDel('off', 'cache-5');
+  const file = path.join(dir, 'a-file');
+  writeFileSync(file, '');
+  await addAndDel(path.join(file, 'sub'), 'cache-6'); // mkdir under a regular file fails
+  assert.deepEqual(readdirSync(dir), ['a-file']);
+});
