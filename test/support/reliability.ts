@@ -3,6 +3,7 @@
 // docs/reliability.md.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import path from 'node:path';
@@ -92,7 +93,9 @@ export interface KvState {
 
 /** One `GET /v1/kv/?recurse`: the whole store. */
 export async function kvState(url: string, token?: string): Promise<KvState> {
-  const res = await fetch(`${url}/v1/kv/?recurse`, { headers: token ? { 'X-Consul-Token': token } : {} });
+  const get = () => fetch(`${url}/v1/kv/?recurse`, { headers: token ? { 'X-Consul-Token': token } : {} });
+  // A kept-alive connection that Consul closed just then fails once; a read can safely be sent again.
+  const res = await get().catch(get);
   const index = Number(res.headers.get('x-consul-index') ?? '0');
   const entries = new Map<string, { modifyIndex: number; value: string }>();
   if (res.status === 404) return { index, entries };
@@ -176,6 +179,78 @@ export function makeTlsFiles(dir: string): TlsFiles {
     otherCaFile: f('other-ca.pem'),
   };
 }
+
+// ---------------------------------------------------------------------------
+// A Consul that misbehaves on demand
+
+/** What the proxy does with one request: pass it to Consul, answer 500 "No cluster leader", or never answer. */
+export type ProxyAction = 'forward' | 'fail' | 'hang';
+
+export interface ConsulProxy {
+  url: string;
+  /** Every request seen, with what was done to it. */
+  seen: Array<{ method: string; path: string; action: ProxyAction }>;
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP server in front of a real Consul that forwards, fails or holds each request as `decide` says
+ * (`n` counts the requests seen so far, from 0). Held requests are ended when the proxy closes.
+ */
+export async function startConsulProxy(target: string, decide: (req: { method: string; path: string }, n: number) => ProxyAction): Promise<ConsulProxy> {
+  const seen: ConsulProxy['seen'] = [];
+  const held = new Set<ServerResponse>();
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const request = { method: req.method ?? 'GET', path: req.url ?? '/' };
+      const action = decide(request, seen.length);
+      seen.push({ ...request, action });
+      if (action === 'hang') {
+        held.add(res);
+        res.on('close', () => held.delete(res));
+        return;
+      }
+      if (action === 'fail') {
+        res.statusCode = 500;
+        res.end('No cluster leader');
+        return;
+      }
+      const headers: Record<string, string> = {};
+      const token = req.headers['x-consul-token'];
+      if (typeof token === 'string') headers['X-Consul-Token'] = token;
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+      fetch(`${target}${request.path}`, { method: request.method, headers, ...(body && request.method !== 'GET' ? { body } : {}) })
+        .then(async (answer) => {
+          res.statusCode = answer.status;
+          for (const name of ['content-type', 'x-consul-index', 'x-consul-knownleader']) {
+            const value = answer.headers.get(name);
+            if (value !== null) res.setHeader(name, value);
+          }
+          res.end(Buffer.from(await answer.arrayBuffer()));
+        })
+        .catch((error: Error) => {
+          res.statusCode = 502;
+          res.end(`proxy: ${error.message}`);
+        });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
+    close: () =>
+      new Promise((resolve) => {
+        for (const res of held) res.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Whether a request is a KV read or write (or a KV transaction), as opposed to the leader probe. */
+export const isKvRequest = (req: { path: string }): boolean => req.path.startsWith('/v1/kv/') || req.path.startsWith('/v1/txn');
 
 // ---------------------------------------------------------------------------
 // Figures for docs/reliability.md
