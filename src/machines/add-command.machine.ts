@@ -179,6 +179,7 @@ export const addCommandMachine = setup({
           avoid: context.avoid,
           lost: context.lost,
           log: context.input.log,
+          dataDir: present(context.config, 'config').dataDir,
         }),
         onDone: [
           { guard: { type: 'poolIsFull', params: ({ event }) => ({ choice: event.output }) }, target: 'poolFull', actions: 'recordPoolFull' },

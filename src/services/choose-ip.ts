@@ -2,6 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
+import { markClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -17,6 +18,8 @@ export interface ChooseIpInput {
   /** How many writes this invocation has lost: widens the random spread among free candidates. */
   readonly lost: number;
   readonly log: Log;
+  /** Where this host marks the addresses its processes are claiming (ipam.data_dir). */
+  readonly dataDir: string;
   readonly random?: () => number;
 }
 
@@ -36,21 +39,31 @@ export const maxWindows = 4;
  * no hint in a crowded pool) does it list the pool's key names once and pick from that.
  */
 export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
-  const { kv, pool, after, lost, log, random = Math.random } = input;
+  const { kv, pool, after, lost, log, dataDir, random = Math.random } = input;
   const avoid = new Set(input.avoid);
+  /** The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming. */
+  const pick = async (free: readonly Candidate[]): Promise<Candidate | undefined> => {
+    const start = spreadIndex(free.length, lost, random);
+    for (let i = 0; i < free.length; i++) {
+      const candidate = free[(start + i) % free.length]!;
+      if (await markClaiming(dataDir, pool.name, candidate.ip)) return candidate;
+    }
+    return undefined;
+  };
   const candidates = candidatesAfter(pool.ranges, after);
   for (let window = 0; window < maxWindows; window++) {
     const batch = take(candidates, windowSize, avoid);
     if (batch.length === 0) return { kind: 'full' };
     const free = await freeAmong(kv, pool.name, batch);
     log.debug(`window ${window} from ${batch[0]!.ip}: ${free.length} of ${batch.length} free`);
-    if (free.length > 0) return { kind: 'free', candidate: free[spreadIndex(free.length, lost, random)]! };
+    const candidate = await pick(free);
+    if (candidate) return { kind: 'free', candidate };
   }
   const taken = await listTaken(kv, pool.name);
   log.debug(`${maxWindows} windows taken; listed ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
-  const free = take(candidatesAfter(pool.ranges, after), windowSize, taken);
-  return free.length > 0 ? { kind: 'free', candidate: free[spreadIndex(free.length, lost, random)]! } : { kind: 'full' };
+  const candidate = await pick(take(candidatesAfter(pool.ranges, after), windowSize, taken));
+  return candidate ? { kind: 'free', candidate } : { kind: 'full' };
 });
 
 /** Takes up to n candidates not in `skip` from a lazy sequence. */

@@ -1,7 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { Candidate } from './ip-math';
 import type { ConsulKv } from './consul-client';
-import { rememberHeld, rememberLastReserved } from './host-store';
+import { rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
 import { allocationKey, belongsTo, parseAllocation, type Allocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -37,7 +37,10 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
   const requestsBefore = kv.requests;
-  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined);
+  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined).finally(() =>
+    // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again.
+    unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined),
+  );
   let won = written;
   // A false answer to a write sent once means another writer holds the key. Only a write the client had to
   // resend (its first try may have been applied) can have lost to itself: read the key back then.

@@ -76,3 +76,43 @@ export async function forgetHeld(dataDir: string, pool: string, containerId: str
 export function recallHeld(dataDir: string, pool: string, containerId: string, ifname: string): Promise<string | undefined> {
   return readText(heldFile(dataDir, pool, containerId, ifname));
 }
+
+/** The marker a process on this host holds while it claims an address, so its neighbours pick another. */
+const claimFile = (dataDir: string, pool: string, ip: string) => join(poolDir(dataDir, pool), 'claiming', ip);
+
+/**
+ * Marks an address as being claimed by this process (an exclusive create), so that ADDs running at the same
+ * moment on this host do not all race for the same next address in Consul. False when another live process of
+ * this host holds it. A marker left by a process that died is taken over. Any other file-system trouble only
+ * means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
+ */
+export async function markClaiming(dataDir: string, pool: string, ip: string): Promise<boolean> {
+  const file = claimFile(dataDir, pool, ip);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await mkdir(join(file, '..'), { recursive: true });
+      await writeFile(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return true;
+      const holder = Number(await readText(file));
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) return false;
+      await rm(file, { force: true });
+    }
+  }
+  return false;
+}
+
+/** Drops this process's marker once its claim is decided. */
+export async function unmarkClaiming(dataDir: string, pool: string, ip: string): Promise<void> {
+  await rm(claimFile(dataDir, pool, ip), { force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
