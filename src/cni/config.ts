@@ -76,20 +76,23 @@ export interface PrevIp {
   readonly prefix: number;
 }
 
+/** How to reach Consul: the ipam.consul_* settings. */
+export interface ConsulOptions {
+  readonly servers: readonly string[];
+  readonly token?: string;
+  readonly tokenFile?: string;
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
 /** What every command needs from stdin: how to reach Consul, and who this host is. */
 export interface ClusterConfig {
   readonly cniVersion: CniVersion;
   readonly networkName: string;
-  readonly consul: {
-    readonly servers: readonly string[];
-    readonly token?: string;
-    readonly tokenFile?: string;
-    readonly caFile?: string;
-    readonly certFile?: string;
-    readonly keyFile?: string;
-    readonly connectTimeoutMs: number;
-    readonly requestTimeoutMs: number;
-  };
+  readonly consul: ConsulOptions;
   readonly casRetries: number;
   readonly dataDir: string;
   readonly gc: boolean;

@@ -4,7 +4,6 @@
  */
 import { assign, setup } from 'xstate';
 import type { DelegateConfig } from '../cni/config';
-import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { ipamResult, type Assigned } from '../cni/result';
 import { checkRequestedIpLogic } from '../services/check-requested-ip';
@@ -18,7 +17,7 @@ import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { recallHostLogic, type Recalled } from '../services/recall-host';
-import type { CommandInput, CommandOutput } from './command';
+import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface AddContext {
   readonly input: CommandInput;
@@ -34,12 +33,6 @@ interface AddContext {
   readonly lost: number;
   readonly assigned?: Assigned;
   readonly error?: CniError;
-}
-
-/** Reads a context field that an earlier state set; a missing one is a bug in the machine. */
-function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `ADD reached a state without its ${name}`);
-  return value;
 }
 
 export const addCommandMachine = setup({
@@ -222,7 +215,8 @@ export const addCommandMachine = setup({
     raceLost: { type: 'final', description: 'Other writers took every candidate within ipam.cas_retries (105).' },
     consulFailed: { type: 'final', description: 'A KV read or write failed (11, 106, 107), or an allocation read is invalid (102).' },
   },
-  output: ({ context }) => commandOutput(context),
+  output: ({ context }): CommandOutput =>
+    finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, [present(context.assigned, 'address')])),
 });
 
 function claimInput(context: AddContext, mode: 'next' | 'requested') {
@@ -240,9 +234,3 @@ function claimInput(context: AddContext, mode: 'next' | 'requested') {
   };
 }
 
-/** The machine's output at whichever final state it reached. */
-function commandOutput(context: AddContext): CommandOutput {
-  const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
-  if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
-  return { type: 'ok', result: ipamResult(present(context.config, 'config').cniVersion, [present(context.assigned, 'address')]) };
-}

@@ -4,8 +4,7 @@
  */
 import { assign, setup } from 'xstate';
 import type { DelegateConfig } from '../cni/config';
-import { sniffVersion } from '../cni/stdin';
-import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import { CniError, toCniError } from '../cni/errors';
 import { ipamResult, type Assigned } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
 import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
@@ -13,7 +12,7 @@ import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { verifyAllocationsLogic } from '../services/verify-allocations';
-import type { CommandInput, CommandOutput } from './command';
+import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface CheckContext {
   readonly input: CommandInput;
@@ -24,10 +23,6 @@ interface CheckContext {
   readonly error?: CniError;
 }
 
-function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `CHECK reached a state without its ${name}`);
-  return value;
-}
 
 export const checkCommandMachine = setup({
   types: {
@@ -102,9 +97,5 @@ export const checkCommandMachine = setup({
     poolUnusable: { type: 'final', description: 'The pool is missing (100) or its ranges are invalid (101), or reading it failed.' },
     mismatch: { type: 'final', description: 'An address is not allocated to this container (108), or reading it failed (11, 102, 106, 107).' },
   },
-  output: ({ context }): CommandOutput => {
-    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
-    if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
-    return { type: 'ok', result: ipamResult(present(context.config, 'config').cniVersion, context.verified) };
-  },
+  output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.verified)),
 });

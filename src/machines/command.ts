@@ -1,7 +1,8 @@
-/** What every command machine takes and gives. */
+/** What every command machine takes and gives, and the few helpers they share. */
 import type { CniEnvironment } from '../cni/environment';
-import type { CniError } from '../cni/errors';
+import { CniError, ErrorCode } from '../cni/errors';
 import type { IpamResult } from '../cni/result';
+import { sniffVersion } from '../cni/stdin';
 import type { Log } from '../services/logger';
 
 /** Input of ADD, DEL and CHECK: what the runtime gave the process, and the collaborators it runs with. */
@@ -16,3 +17,23 @@ export type CommandOutput =
   /** `result` is printed on stdout; GC and STATUS print nothing on success. */
   | { readonly type: 'ok'; readonly result?: IpamResult }
   | { readonly type: 'error'; readonly error: CniError; readonly cniVersion?: string };
+
+/** Reads a context field that an earlier state set; a missing one is a bug in the machine, reported as code 109. */
+export function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `a command reached a state without its ${name}`);
+  return value;
+}
+
+/**
+ * The output at a final state: the error recorded on the way if there is one (in the config's cniVersion, or
+ * the one sniffed from stdin when the config did not parse), else `ok` with the result.
+ */
+export function finalOutput(
+  context: { readonly input: CommandInput; readonly config?: { readonly cniVersion: string }; readonly error?: CniError },
+  result: () => IpamResult | undefined,
+): CommandOutput {
+  const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
+  if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
+  const ok = result();
+  return ok ? { type: 'ok', result: ok } : { type: 'ok' };
+}

@@ -4,8 +4,8 @@
  */
 import { assign, setup } from 'xstate';
 import type { DelegateConfig } from '../cni/config';
-import { sniffVersion } from '../cni/stdin';
-import { CniError, ErrorCode, toCniError } from '../cni/errors';
+import { CniError, toCniError } from '../cni/errors';
+import { ipamResult } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';
 import { allocationKey } from '../services/kv-layout';
@@ -13,7 +13,7 @@ import { permissionProbeKey } from '../services/pool-folder';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
-import type { CommandInput, CommandOutput } from './command';
+import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface DelContext {
   readonly input: CommandInput;
@@ -29,10 +29,6 @@ function firstRead(config: DelegateConfig): string {
   return first ? allocationKey(config.pool.name, first.ip) : permissionProbeKey(config.pool.name);
 }
 
-function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `DEL reached a state without its ${name}`);
-  return value;
-}
 
 export const delCommandMachine = setup({
   types: {
@@ -128,9 +124,5 @@ export const delCommandMachine = setup({
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11): the runtime should retry.' },
     consulFailed: { type: 'final', description: 'A KV read or delete failed (11, 106, 107).' },
   },
-  output: ({ context }): CommandOutput => {
-    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
-    if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
-    return { type: 'ok', result: { cniVersion: present(context.config, 'config').cniVersion, ips: [], routes: [], dns: {} } };
-  },
+  output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, [])),
 });

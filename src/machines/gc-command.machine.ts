@@ -4,14 +4,13 @@
  */
 import { assign, setup } from 'xstate';
 import type { MaintenanceConfig } from '../cni/config';
-import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import type { ConsulKv } from '../services/consul-client';
 import { findStaleLogic, type StaleSearch } from '../services/find-stale';
 import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseStaleLogic, type StaleRelease } from '../services/release-stale';
-import type { CommandInput, CommandOutput } from './command';
+import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface GcContext {
   readonly input: CommandInput;
@@ -21,10 +20,6 @@ interface GcContext {
   readonly error?: CniError;
 }
 
-function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `GC reached a state without its ${name}`);
-  return value;
-}
 
 /** One error for everything GC could not do: the problems' shared code (107 when all were denied), else 11. */
 function incompleteError(problems: readonly CniError[]): CniError {
@@ -121,8 +116,5 @@ export const gcCommandMachine = setup({
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
     incomplete: { type: 'final', description: 'Some pools or keys could not be read or released (code 11 with each problem); the rest were.' },
   },
-  output: ({ context }): CommandOutput => {
-    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
-    return context.error ? { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) } : { type: 'ok' };
-  },
+  output: ({ context }): CommandOutput => finalOutput(context, () => undefined),
 });

@@ -4,11 +4,10 @@
  */
 import { assign, setup } from 'xstate';
 import type { MaintenanceConfig } from '../cni/config';
-import { sniffVersion } from '../cni/stdin';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
 import { pickServerLogic } from '../services/pick-server';
-import type { CommandInput, CommandOutput } from './command';
+import { finalOutput, type CommandInput, type CommandOutput } from './command';
 
 interface StatusContext {
   readonly input: CommandInput;
@@ -65,8 +64,5 @@ export const statusCommandMachine = setup({
     invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
     notAvailable: { type: 'final', description: 'No server with a leader (code 50), each server and its reason in the details.' },
   },
-  output: ({ context }): CommandOutput => {
-    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
-    return context.error ? { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) } : { type: 'ok' };
-  },
+  output: ({ context }): CommandOutput => finalOutput(context, () => undefined),
 });

@@ -9,19 +9,10 @@
 import { readFileSync } from 'node:fs';
 import type { Got, OptionsInit } from 'got';
 import { CniError, ErrorCode } from '../cni/errors';
+import type { ConsulOptions } from '../cni/config';
 import type { Log } from './logger';
 
-/** How to reach Consul; the fields of DelegateConfig['consul']. */
-export interface ConsulOptions {
-  readonly servers: readonly string[];
-  readonly token?: string;
-  readonly tokenFile?: string;
-  readonly caFile?: string;
-  readonly certFile?: string;
-  readonly keyFile?: string;
-  readonly connectTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-}
+export type { ConsulOptions };
 
 /** One KV entry, its value decoded from base64. */
 export interface KvEntry {
