@@ -220,6 +220,28 @@ test('the token never appears on stdout, on stderr or in the verbose log file', 
   reportFigures('acl', t.name, { runsScanned: runs.length, logBytesScanned: log.length }, t);
 });
 
+test('a token that cannot be sent as a header (a line break inside) is a config error naming the field, never 11 "try again"', T, async (t) => {
+  const { s, key } = await poolWithAllocation('acl-newline');
+  const before = await kvState(agent.url, masterToken);
+  for (const [label, auth, field] of [
+    ['ipam.consul_token with a trailing line break', { consul_token: `${writeToken}\n` }, 'ipam.consul_token'],
+    ['ipam.consul_token with a line break inside', { consul_token: `${writeToken}\nsecond-line` }, 'ipam.consul_token'],
+    ['ipam.consul_token_file of two lines', { consul_token_file: tokenFile(`${writeToken}\n# rotated 2024-01-01`) }, 'ipam.consul_token_file'],
+  ] as Array<[string, Auth, string]>) {
+    await t.test(label, async () => {
+      const r = await run({ command: 'DEL', containerId: 'c-other', config: s.config({ ipam: { ...auth, host_id: 'host-a' } }) });
+      assert.ok(!r.stdout.includes(writeToken) && !r.stderr.includes(writeToken), `the token must not be printed\n${describeRun(r)}`);
+      // Trimming surrounding white space (as the file's is) and working is fine; otherwise the config is invalid.
+      if (r.code === 0) return;
+      const error = assertCleanError(r, label);
+      assert.ok([5, 7].includes(error.code), `expected 7 (invalid config) or 5, got ${error.code}: retrying cannot fix a malformed token\n${describeRun(r)}`);
+      assert.ok(`${error.msg} ${error.details ?? ''}`.includes(field), `the error must name ${field}\n${describeRun(r)}`);
+    });
+  }
+  assert.ok(await agent.kv.get(key));
+  assertNoKvWrite(before, await kvState(agent.url, masterToken), 'malformed tokens');
+});
+
 test('an unreadable ipam.consul_token_file fails with 5 naming the file, before any request', T, async () => {
   const { s, key } = await poolWithAllocation('acl-file');
   const missing = path.join(tempDir(), 'no-such-token');
