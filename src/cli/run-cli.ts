@@ -97,6 +97,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.writeStdout(json ? `${JSON.stringify({ version })}\n` : `consul-ipam ${version}\n`);
       return 0;
     }
+    if (argv.length === 0) {
+      // Run bare, as Nomad runs every file of its CNI bin dir to fingerprint it (where the release tarball
+      // puts this CLI beside the plugins): exit 0 with a line naming the version, then the usage.
+      io.writeStdout(`consul-ipam v${version}: operator CLI for ipam-da-consul pools\n${globalHelp()}`);
+      return 0;
+    }
     const named = words[0] === 'help' ? words.slice(1) : words;
     const help = values.help === true || words[0] === 'help';
     if (named.length === 0) {

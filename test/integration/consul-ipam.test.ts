@@ -141,8 +141,15 @@ describe('consul-ipam without Consul', () => {
     assert.match(release.stdout, /^Usage: consul-ipam \[options\] release NAME IP \[--target ID\]/);
   });
 
+  test('run bare (as Nomad fingerprints a CNI bin dir), it prints its version and usage and exits 0', async () => {
+    const bare = await consulIpam();
+    assertOk(bare);
+    assert.match(bare.stdout.split('\n')[0] ?? '', /^consul-ipam v\d+\.\d+\.\d+/);
+    assert.match(bare.stdout, /pool set/);
+  });
+
   const usageErrors: Array<[string, string[], RegExp]> = [
-    ['no command', [], /a command is missing/],
+    ['options but no command', ['--consul', 'http://127.0.0.1:1'], /a command is missing/],
     ['an unknown command', ['pools'], /unknown command "pools"/],
     ['an unknown pool command', ['pool', 'delete', 'web'], /unknown command "pool delete"/],
     ['an unknown option', ['pool', 'list', '--all'], /unknown option --all/],
