@@ -207,10 +207,12 @@ test('quorum lost (two of three servers down): ADD fails with 11 within its budg
   const servers = cluster.servers.map((s) => s.url);
   const statusConfig = netConfig({ servers, pool, cniVersion: '1.1.0' });
   const maintenanceEnv = { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined };
+  const timings: Record<string, number> = {};
   try {
     // At once: the survivor still names the dead leader for a moment, and holds or fails KV requests.
     // The bound is the transient-retry budget (at most 4.5 s of waits) plus one request_timeout_ms (5 s).
     const early = await run({ command: 'ADD', containerId: 'c1', config: netConfig({ servers, pool }) });
+    timings.addJustAfterLossMs = early.elapsedMs;
     const earlyError = assertCleanError(early, 'ADD just after the quorum was lost');
     assert.equal(earlyError.code, 11, describeRun(early));
     assert.ok(earlyError.details?.includes(survivor.url), `the details must name the survivor and why\n${describeRun(early)}`);
@@ -223,6 +225,7 @@ test('quorum lost (two of three servers down): ADD fails with 11 within its budg
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const add = await run({ command: 'ADD', containerId: 'c1', config: netConfig({ servers, pool }) });
+    timings.addWithoutLeaderMs = add.elapsedMs;
     const error = assertCleanError(add, 'ADD without a leader');
     assert.equal(error.code, 11, describeRun(add));
     // As STATUS does, the error says why the live server was not used; and a leaderless cluster is as good as
@@ -230,12 +233,13 @@ test('quorum lost (two of three servers down): ADD fails with 11 within its budg
     assert.match(error.details ?? '', new RegExp(`${survivor.url}[^;]*no cluster leader`, 'i'), `the survivor must be named with its reason, no cluster leader\n${describeRun(add)}`);
     assert.ok(add.elapsedMs < 6000, `ADD took ${add.elapsedMs} ms\n${describeRun(add)}`);
     const status = await run({ command: 'STATUS', env: maintenanceEnv, config: statusConfig });
+    timings.statusWithoutLeaderMs = status.elapsedMs;
     const statusError = assertCleanError(status, 'STATUS');
     assert.equal(statusError.code, 50, describeRun(status));
     for (const s of cluster.servers) assert.ok(statusError.details?.includes(s.url), `STATUS must name ${s.url}\n${describeRun(status)}`);
     assert.match(statusError.details ?? '', /no cluster leader/i, describeRun(status));
-    reportFigures('cluster-faults', t.name, { addJustAfterLossMs: early.elapsedMs, addWithoutLeaderMs: add.elapsedMs, statusMs: status.elapsedMs }, t);
   } finally {
+    reportFigures('cluster-faults', t.name, timings, t);
     await healCluster();
   }
   assert.equal((await allocations(pool)).size, 0);
@@ -262,7 +266,7 @@ test('every server down: code 11 in under 6 s with the default timeouts, sooner 
   assert.equal((await allocations(pool)).size, 0);
 });
 
-test('three dead hosts (connections never complete): code 11 in under 6 s with the defaults, and sooner with connect_timeout_ms', { timeout: 60_000 }, async () => {
+test('three dead hosts (connections never complete): code 11 in under 6 s with the defaults, and sooner with connect_timeout_ms', { timeout: 60_000 }, async (t) => {
   const holes = await Promise.all([startBlackhole(), startBlackhole(), startBlackhole()]);
   figures.faultsInjected += 3;
   try {
@@ -271,6 +275,7 @@ test('three dead hosts (connections never complete): code 11 in under 6 s with t
     assert.equal(assertCleanError(quick, 'ADD with connect_timeout_ms 250').code, 11, describeRun(quick));
     assert.ok(quick.elapsedMs < 2500, `with connect_timeout_ms 250 it must give up within about 3 × 250 ms, took ${quick.elapsedMs} ms`);
     const slow = await run({ command: 'ADD', containerId: 'c1', config: netConfig({ servers, pool: 'p' }) });
+    reportFigures('cluster-faults', t.name, { withConnectTimeout250Ms: quick.elapsedMs, withDefaultsMs: slow.elapsedMs }, t);
     const error = assertCleanError(slow, 'ADD with the default timeouts');
     assert.equal(error.code, 11, describeRun(slow));
     assert.ok(slow.elapsedMs > quick.elapsedMs, 'the defaults wait longer than 250 ms per server');
