@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
-import { describeDecodeErrors, problemText } from './decode-report';
+import { describeDecodeErrors, problemText, summarizeProblems } from './decode-report';
 import { CniError, ErrorCode } from './errors';
 import { maxConfigBytes } from './stdin';
 import { checkVersion, type CniVersion } from './versions';
@@ -110,7 +110,8 @@ export interface DelegateConfig extends ClusterConfig {
 }
 
 export const defaults = {
-  connectTimeoutMs: 2000,
+  // Three dead servers must not hold a container start for more than a few seconds; LAN connects take < 1 ms.
+  connectTimeoutMs: 1000,
   requestTimeoutMs: 5000,
   casRetries: 8,
   dataDir: '/var/lib/cni/ipam-da-consul',
@@ -206,9 +207,8 @@ function parseJson(stdin: string): unknown {
 }
 
 function fromDecodeErrors(errors: t.Errors, root: string): CniError {
-  const problems = describeDecodeErrors(errors, root);
-  const [first, ...rest] = problems.map(problemText);
-  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first ?? 'unknown problem'}`, rest.join('; '));
+  const { first, details } = summarizeProblems(describeDecodeErrors(errors, root));
+  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first}`, details);
 }
 
 function invalidConfig(path: string, actual: unknown, expected: string): CniError {

@@ -50,3 +50,13 @@ export function showValue(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
+
+/** At most this many problems are listed: a config with 20,000 bad entries must not make a 3 MB error. */
+const maxProblemsListed = 10;
+
+/** The first problem for the message, the next few for the details, and how many more were left out. */
+export function summarizeProblems(problems: readonly DecodeProblem[]): { first: string; details: string } {
+  const [first, ...rest] = problems.slice(0, maxProblemsListed).map(problemText);
+  const more = problems.length > maxProblemsListed ? [`and ${problems.length - maxProblemsListed} more`] : [];
+  return { first: first ?? 'unknown problem', details: [...rest, ...more].join('; ') };
+}

@@ -91,7 +91,7 @@ export const addCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order, reading ipam/<pool> (which needs a leader); keep the first that answers.',
+      description: 'Try ipam.consul_servers in order, reading ipam/<pool> (stale, with the leader header); keep the first that knows a leader.',
       invoke: {
         id: 'pickServer',
         src: 'pickServer',

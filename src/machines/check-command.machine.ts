@@ -56,7 +56,7 @@ export const checkCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order, reading ipam/<pool> (which needs a leader); keep the first that answers.',
+      description: 'Try ipam.consul_servers in order, reading ipam/<pool> (stale, with the leader header); keep the first that knows a leader.',
       invoke: {
         id: 'pickServer',
         src: 'pickServer',

@@ -8,8 +8,6 @@ import { CniError, toCniError } from '../cni/errors';
 import { ipamResult } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';
-import { allocationKey } from '../services/kv-layout';
-import { permissionProbeKey } from '../services/pool-folder';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
@@ -21,12 +19,6 @@ interface DelContext {
   readonly kv?: ConsulKv;
   readonly found: readonly Found[];
   readonly error?: CniError;
-}
-
-/** The key DEL reads first: that of the runtime's first address, else the pool folder's permission probe. */
-function firstRead(config: DelegateConfig): string {
-  const [first] = config.prevIps;
-  return first ? allocationKey(config.pool.name, first.ip) : permissionProbeKey(config.pool.name);
 }
 
 
@@ -65,11 +57,11 @@ export const delCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order, with the first read DEL needs (which needs a leader); keep the first that answers.',
+      description: 'Try ipam.consul_servers in order; keep the first with a leader (DEL reads consistently: a stale read could miss an address just allocated, and leak it).',
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: firstRead(present(context.config, 'config')) }),
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
         onDone: { target: 'findingAllocations', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

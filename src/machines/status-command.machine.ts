@@ -7,11 +7,14 @@ import type { MaintenanceConfig } from '../cni/config';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
 import { pickServerLogic } from '../services/pick-server';
-import { finalOutput, type CommandInput, type CommandOutput } from './command';
+import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
+import { checkAccessLogic } from '../services/check-access';
+import type { ConsulKv } from '../services/consul-client';
 
 interface StatusContext {
   readonly input: CommandInput;
   readonly config?: MaintenanceConfig;
+  readonly kv?: ConsulKv;
   readonly error?: CniError;
 }
 
@@ -24,19 +27,21 @@ export const statusCommandMachine = setup({
   actors: {
     parseConfig: parseMaintenanceConfigLogic,
     pickServer: pickServerLogic,
+    checkAccess: checkAccessLogic,
   },
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
     recordUnavailable: assign({
       error: (_, params: { error: unknown }) => {
         const cause = toCniError(params.error);
-        return new CniError(ErrorCode.PluginNotAvailable, 'no Consul server with a leader: ADD would fail now', cause.details || cause.message);
+        const why = cause.code === ErrorCode.PermissionDenied ? 'Consul denies ipam.consul_token the pools' : 'no Consul server with a leader';
+        return new CniError(ErrorCode.PluginNotAvailable, `${why}: ADD would fail now`, cause.details || cause.message);
       },
     }),
   },
 }).createMachine({
   id: 'status',
-  description: 'CNI STATUS: ready when a Consul server of ipam.consul_servers answers with a leader.',
+  description: 'CNI STATUS: ready when a Consul server of ipam.consul_servers answers with a leader and lets the token read ipam/.',
   context: ({ input }) => ({ input }),
   initial: 'parsing',
   states: {
@@ -56,13 +61,23 @@ export const statusCommandMachine = setup({
         id: 'pickServer',
         src: 'pickServer',
         input: ({ context }) => ({ consul: context.config!.consul, log: context.input.log }),
+        onDone: { target: 'checkingAccess', actions: assign({ kv: ({ event }) => event.output }) },
+        onError: { target: 'notAvailable', actions: { type: 'recordUnavailable', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    checkingAccess: {
+      description: 'Read one key under ipam/ directly: a token that may not read the pools makes ADD fail (107).',
+      invoke: {
+        id: 'checkAccess',
+        src: 'checkAccess',
+        input: ({ context }) => ({ kv: present(context.kv, 'server') }),
         onDone: { target: 'ready' },
         onError: { target: 'notAvailable', actions: { type: 'recordUnavailable', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     ready: { type: 'final', description: 'Exit 0, no output.' },
     invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
-    notAvailable: { type: 'final', description: 'No server with a leader (code 50), each server and its reason in the details.' },
+    notAvailable: { type: 'final', description: 'No server with a leader, or the token may not read ipam/ (code 50), the reason in the details.' },
   },
   output: ({ context }): CommandOutput => finalOutput(context, () => undefined),
 });

@@ -42,11 +42,13 @@ export interface ConsulKv {
   /** GET /v1/status/leader: the leader's address, "" when there is none. Not retried: used to pick a server. */
   leader(): Promise<string>;
   /**
-   * GET one key. `retry: false` fails at once on a transient answer (to move on to the next server);
-   * `keep: true` keeps the answer for the next get of the same key, so a read that served to pick this
-   * server is not sent twice.
+   * GET one key. `retry: false` fails at once on a transient answer (to move on to the next server).
+   * `probe: true` is the read that picks this server: a stale read, answered at once by any server from its own
+   * state, that fails as "no cluster leader" when Consul's X-Consul-KnownLeader header says there is none (a
+   * default read would instead be held for seconds while there is no leader); an answer with a value is kept
+   * for the next get of the same key, so the command's own first read is not sent twice.
    */
-  get(key: string, options?: { retry?: boolean; keep?: boolean }): Promise<KvEntry | undefined>;
+  get(key: string, options?: { retry?: boolean; probe?: boolean }): Promise<KvEntry | undefined>;
   /** Every entry under a textual prefix (`?recurse`), [] when there is none. */
   list(prefix: string): Promise<KvEntry[]>;
   /** Key names only under a textual prefix (`?keys`): far cheaper than values. */
@@ -82,15 +84,28 @@ const toEntry = (raw: RawEntry): KvEntry => ({
 /** A key path for the URL: each segment encoded, the separators kept. */
 const keyPath = (key: string): string => `v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
 
-/** Reads the token from ipam.consul_token or ipam.consul_token_file; never logged. */
+/**
+ * Reads the token from ipam.consul_token or ipam.consul_token_file, trimmed of surrounding white space (a
+ * token file usually ends with a newline). A token that still holds a control character cannot be sent as a
+ * header: that is a config error (7) naming the field, never shown, not a network failure the runtime would retry.
+ */
 export function resolveToken(options: ConsulOptions): string | undefined {
-  if (options.token !== undefined && options.token !== '') return options.token;
-  if (options.tokenFile === undefined) return undefined;
-  try {
-    return readFileSync(options.tokenFile, 'utf8').trim();
-  } catch (error) {
-    throw new CniError(ErrorCode.IoFailure, `cannot read ipam.consul_token_file ${options.tokenFile}`, (error as Error).message);
+  let token: string | undefined;
+  let field = 'ipam.consul_token';
+  if (options.token !== undefined && options.token.trim() !== '') token = options.token.trim();
+  else if (options.tokenFile !== undefined) {
+    field = `ipam.consul_token_file ${options.tokenFile}`;
+    try {
+      token = readFileSync(options.tokenFile, 'utf8').trim();
+    } catch (error) {
+      throw new CniError(ErrorCode.IoFailure, `cannot read ipam.consul_token_file ${options.tokenFile}`, (error as Error).message);
+    }
   }
+  // eslint-disable-next-line no-control-regex
+  if (token !== undefined && /[\u0000-\u001f\u007f]/.test(token)) {
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${field} holds a line break or another control character; a Consul token is one line`);
+  }
+  return token;
 }
 
 function readPem(field: string, path: string | undefined): Buffer | undefined {
@@ -151,7 +166,7 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
   const kept = new Map<string, KvEntry | undefined>();
 
   /** Sends one request, retrying transient failures when `retry` is set. */
-  async function send(what: string, path: string, init: OptionsInit, retry = true): Promise<{ status: number; body: string }> {
+  async function send(what: string, path: string, init: OptionsInit, retry = true): Promise<{ status: number; body: string; knownLeader: boolean }> {
     for (let attempt = 1; ; attempt++) {
       requests++;
       const started = Date.now();
@@ -159,7 +174,8 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
         const response = await http(path, { ...init, responseType: 'text', resolveBodyOnly: false, isStream: false });
         const body = response.body;
         log.debug(`consul ${init.method ?? 'GET'} ${path}${init.searchParams ? `?${new URLSearchParams(init.searchParams as Record<string, string>)}` : ''} -> ${response.statusCode} in ${Date.now() - started} ms`);
-        if (response.statusCode < 500 && response.statusCode !== 403) return { status: response.statusCode, body };
+        const knownLeader = response.headers['x-consul-knownleader'] !== 'false';
+        if (response.statusCode < 500 && response.statusCode !== 403) return { status: response.statusCode, body, knownLeader };
         throw failureForStatus(server, what, response.statusCode, body);
       } catch (caught) {
         const failure = caught instanceof ConsulFailure ? caught : failureForTransport(server, what, caught);
@@ -194,17 +210,20 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
       expectOk(what, response);
       return parse<string>(what, response.body);
     },
-    async get(key, { retry = true, keep = false } = {}) {
+    async get(key, { retry = true, probe = false } = {}) {
       if (kept.has(key)) {
         const entry = kept.get(key);
         kept.delete(key);
         return entry;
       }
       const what = `a read of ${key}`;
-      const response = await send(what, keyPath(key), {}, retry);
+      const response = await send(what, keyPath(key), probe ? { searchParams: { stale: '' } } : {}, retry);
+      if (!response.knownLeader) throw new ConsulFailure(ErrorCode.TryAgainLater, `Consul has no leader for ${what}`, `${server}: no cluster leader`);
       expectOk(what, response, 404);
       const entry = response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
-      if (keep) kept.set(key, entry);
+      // A stale "not found" may only mean this server has not applied the write yet (a pool just made): it is
+      // not kept, so the command's own read asks again, consistently.
+      if (probe && entry !== undefined) kept.set(key, entry);
       return entry;
     },
     async list(prefix) {

@@ -9,7 +9,7 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { canonicalIp, IpAddress, Subnet } from '../cni/codecs';
-import { describeDecodeErrors, problemText, showValue } from '../cni/decode-report';
+import { describeDecodeErrors, showValue, summarizeProblems } from '../cni/decode-report';
 import { CniError, ErrorCode } from '../cni/errors';
 import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
 
@@ -34,8 +34,8 @@ export function parsePoolDefinition(pool: string, value: string | null): Address
   }
   const decoded = RangeList.decode(json);
   if (isLeft(decoded)) {
-    const [first, ...rest] = describeDecodeErrors(decoded.left, key).map(problemText);
-    throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${first}`, rest.join('; '));
+    const { first, details } = summarizeProblems(describeDecodeErrors(decoded.left, key));
+    throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${first}`, details);
   }
   const ranges = decoded.right.map((definition, index) => {
     try {

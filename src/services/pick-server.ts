@@ -1,41 +1,54 @@
 import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
-import { connectConsul, gotOptions, type ConsulKv, type ConsulOptions } from './consul-client';
+import { connectConsul, gotOptions, transientRetryDelay, type ConsulKv, type ConsulOptions } from './consul-client';
 import type { Log } from './logger';
 
 export interface PickServerInput {
   readonly consul: ConsulOptions;
   readonly log: Log;
   /**
-   * A key the command reads first anyway. Reading it proves a leader (Consul answers a default read with 500
-   * when it has none) and the answer is kept for that first read: one request fewer than asking
-   * /v1/status/leader. Without it, /v1/status/leader is asked.
+   * A key the command reads first anyway, where a slightly stale answer is fine (the pool definition). It is
+   * read with ?stale, which every server answers at once from its own state along with whether it knows a
+   * leader, and the answer is kept for the command's own first read: one request fewer than asking
+   * /v1/status/leader first. Without it, /v1/status/leader is asked.
    */
   readonly probeKey?: string;
 }
 
 /**
  * Runs after parsing: tries ipam.consul_servers in order and keeps the first that answers with a leader,
- * for every later request of this invocation. None does → code 11 (try again later), naming each server and why.
+ * for every later request of this invocation. When a pass finds servers up but none with a leader (an
+ * election), it waits and tries again within about 3 s. None usable → code 11 (try again later), naming each
+ * server and why.
  */
 export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ input: { consul, log, probeKey } }) => {
   const options = gotOptions(consul);
-  const reasons: string[] = [];
-  for (const server of consul.servers) {
-    const kv = await connectConsul(server, options, log);
-    try {
-      const leader = probeKey === undefined ? await kv.leader() : await probeRead(kv, probeKey);
-      if (leader !== '') {
-        log.debug(`using Consul server ${server} (${probeKey === undefined ? `leader ${leader}` : `it answered a read of ${probeKey}`})`);
-        return kv;
+  for (let pass = 1; ; pass++) {
+    const reasons: string[] = [];
+    let electing = false;
+    for (const server of consul.servers) {
+      const kv = await connectConsul(server, options, log);
+      try {
+        const leader = probeKey === undefined ? await kv.leader() : await probeRead(kv, probeKey);
+        if (leader !== '') {
+          log.debug(`using Consul server ${server} (${probeKey === undefined ? `leader ${leader}` : `it knows a leader and answered a read of ${probeKey}`})`);
+          return kv;
+        }
+        reasons.push(`${server}: no cluster leader`);
+        electing = true;
+      } catch (error) {
+        const reason = error instanceof CniError ? error.details || error.message : `${server}: ${String(error)}`;
+        reasons.push(reason);
+        // A server that answers 5xx or knows no leader is up: a leader may be elected in a moment.
+        electing ||= /no cluster leader|answered 5\d\d/i.test(reason);
       }
-      reasons.push(`${server}: no cluster leader`);
-    } catch (error) {
-      reasons.push(error instanceof CniError ? error.details || error.message : `${server}: ${String(error)}`);
+      log.warn(`Consul server ${server} is not usable: ${reasons[reasons.length - 1]}`);
     }
-    log.warn(`Consul server ${server} is not usable: ${reasons[reasons.length - 1]}`);
+    const delay = electing ? transientRetryDelay(pass) : 0;
+    if (delay === 0) throw new CniError(ErrorCode.TryAgainLater, 'no Consul server could be reached', reasons.join('; '));
+    log.warn(`no Consul server has a leader yet; retrying in ${delay} ms`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
-  throw new CniError(ErrorCode.TryAgainLater, 'no Consul server could be reached', reasons.join('; '));
 });
 
 /**
@@ -44,7 +57,7 @@ export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ i
  */
 async function probeRead(kv: ConsulKv, key: string): Promise<string> {
   try {
-    await kv.get(key, { retry: false, keep: true });
+    await kv.get(key, { retry: false, probe: true });
   } catch (error) {
     if (error instanceof CniError && error.code !== ErrorCode.TryAgainLater) return 'answered';
     throw error;

@@ -22,7 +22,7 @@ describe('parseConfig', () => {
     const config = parseConfig(JSON.stringify(base));
     assert.deepEqual(config.consul.servers, ['http://10.20.30.40:8500']);
     assert.deepEqual(config.pool, { name: 'pool-name' });
-    assert.equal(config.consul.connectTimeoutMs, 2000);
+    assert.equal(config.consul.connectTimeoutMs, 1000);
     assert.equal(config.consul.requestTimeoutMs, 5000);
   });
   test('requested-ip and requested_ip are both read, canonicalised', () => {
@@ -65,6 +65,10 @@ describe('parseConfig', () => {
   ];
   for (const [label, stdin, code, message] of errors) test(`refuses ${label}`, () => fails(stdin, code, message));
 
+  test('twenty thousand bad pools make a short error: ten problems and a count', () => {
+    const pools = Array.from({ length: 20_000 }, () => ({ name: '../x' }));
+    assert.throws(() => parseConfig(withPools(pools)), (error: CniError) => error.details.length < 2000 && /and 19990 more$/.test(error.details));
+  });
   test('a huge value is cut in the message', () => {
     assert.throws(() => parseConfig(withIpam({ consul_servers: ['x'.repeat(5000)] })), (error: CniError) => error.message.length < 300);
   });

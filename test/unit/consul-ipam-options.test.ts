@@ -28,7 +28,7 @@ describe('parseCommandLine', () => {
 describe('connectionOptions', () => {
   test('without options or environment: the local agent, the plugin\'s timeouts', () => {
     const options = connectionOptions({}, {});
-    assert.deepEqual(options, { servers: ['http://127.0.0.1:8500'], connectTimeoutMs: 2000, requestTimeoutMs: 5000 });
+    assert.deepEqual(options, { servers: ['http://127.0.0.1:8500'], connectTimeoutMs: 1000, requestTimeoutMs: 5000 });
   });
   test('CONSUL_HTTP_ADDR without a scheme is http, or https with CONSUL_HTTP_SSL', () => {
     assert.deepEqual(connectionOptions({}, { CONSUL_HTTP_ADDR: '10.1.2.3:8500' }).servers, ['http://10.1.2.3:8500']);

@@ -74,7 +74,7 @@ describe('GC', () => {
 describe('STATUS', () => {
   const reached = new Set<string>();
   async function run(actors: Record<string, unknown>, input = stdin()) {
-    const machine = statusCommandMachine.provide({ actors: { pickServer: resolves(unusedKv), ...actors } as never });
+    const machine = statusCommandMachine.provide({ actors: { pickServer: resolves(unusedKv), checkAccess: resolves(undefined), ...actors } as never });
     const result = await runMachine(machine, commandInput(input, { command: 'STATUS', containerId: '', ifname: '' }));
     reached.add(result.final);
     return result;
@@ -89,6 +89,12 @@ describe('STATUS', () => {
   });
 
   test('invalid input', async () => assert.equal((await run({}, 'nope')).final, 'invalidInput'));
+
+  test('a token that may not read ipam/ is not ready: code 50 saying so', async () => {
+    const { output } = await run({ checkAccess: rejects(new CniError(ErrorCode.PermissionDenied, 'Consul denied a read', 'http://consul.invalid:8500 answered 403')) });
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.PluginNotAvailable);
+    assert.match(output.type === 'error' ? output.error.message : '', /denies ipam\.consul_token/);
+  });
 
   test('every final state of STATUS is reached', () => assert.deepEqual([...reached].sort(), finalStates(statusCommandMachine).sort()));
 });
