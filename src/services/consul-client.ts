@@ -158,10 +158,20 @@ export function failureForTransport(server: string, what: string, error: unknown
 const isTransient = (error: unknown): boolean =>
   error instanceof ConsulFailure && error.code === ErrorCode.TryAgainLater && !/ETIMEDOUT|ECONNREFUSED|CERT|SSL|EPROTO/.test(error.details);
 
-/** Creates a client for one server. got is loaded here, on first use, so VERSION never pays for it. */
-export async function connectConsul(server: string, options: OptionsInit, log: Log): Promise<ConsulKv> {
+/** The server went away after it was picked (killed, restarted): another server of the cluster may take over. */
+const isGone = (error: unknown): boolean => error instanceof ConsulFailure && /: (ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH):/.test(error.details);
+
+/**
+ * Creates a client for one server. got is loaded here, on first use, so VERSION never pays for it.
+ * `fallbacks` are the other servers of the cluster: when the server stops answering in the middle of an
+ * invocation (a leader killed mid-storm), a retriable request moves to the next one instead of failing the
+ * container start; a no-leader answer there during the election is then retried like any transient one.
+ */
+export async function connectConsul(first: string, options: OptionsInit, log: Log, fallbacks: readonly string[] = []): Promise<ConsulKv> {
   const { default: got } = await import('got');
-  const http: Got = got.extend({ ...options, prefixUrl: server });
+  let server = first;
+  let http: Got = got.extend({ ...options, prefixUrl: server });
+  const spare = [...fallbacks];
   let requests = 0;
   const kept = new Map<string, KvEntry | undefined>();
 
@@ -179,6 +189,13 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
         throw failureForStatus(server, what, response.statusCode, body);
       } catch (caught) {
         const failure = caught instanceof ConsulFailure ? caught : failureForTransport(server, what, caught);
+        if (retry && isGone(failure) && spare.length > 0) {
+          const next = spare.shift()!;
+          log.warn(`${failure.message} (${failure.details}); moving to Consul server ${next}`);
+          server = next;
+          http = http.extend({ prefixUrl: next });
+          continue;
+        }
         const delay = retry && isTransient(failure) ? transientRetryDelay(attempt) : 0;
         log.debug(`consul ${what} failed (attempt ${attempt}): ${failure.message}: ${failure.details}`);
         if (delay === 0) throw failure;
@@ -200,7 +217,9 @@ export async function connectConsul(server: string, options: OptionsInit, log: L
   };
 
   return {
-    server,
+    get server() {
+      return server;
+    },
     get requests() {
       return requests;
     },

@@ -26,8 +26,10 @@ export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ i
   for (let pass = 1; ; pass++) {
     const reasons: string[] = [];
     let electing = false;
-    for (const server of consul.servers) {
-      const kv = await connectConsul(server, options, log);
+    for (const [index, server] of consul.servers.entries()) {
+      // The servers listed after this one, then those before it, take over if it goes away mid-invocation.
+      const fallbacks = [...consul.servers.slice(index + 1), ...consul.servers.slice(0, index)];
+      const kv = await connectConsul(server, options, log, fallbacks);
       try {
         const leader = probeKey === undefined ? await kv.leader() : await probeRead(kv, probeKey);
         if (leader !== '') {
