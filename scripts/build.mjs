@@ -19,7 +19,7 @@ const loader = await readFile(new URL('./code-cache-loader.cjs', import.meta.url
 
 /** The executable's text: the bundle itself, or the loader with the bundle as a string and an ID of this build. */
 function executable(cacheName, bundle, codeCache) {
-  if (!codeCache || process.env.BUILD_UNMINIFIED) return bundle;
+  if (!codeCache) return bundle;
   const body = bundle.replace(/^#!.*\n/, '');
   const buildId = createHash('sha256').update(body).digest('hex').slice(0, 16);
   return `#!/usr/bin/env node\n${loader}\nrun(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, ${JSON.stringify(body)});\n`;

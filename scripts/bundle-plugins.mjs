@@ -19,21 +19,47 @@ export const gotUnusedFeatures = {
 
 /**
  * Node built-ins that bundled packages import at the top but need only on some paths: TLS and HTTPS only
- * for https:// servers, zlib only for compressed answers. Each becomes a module whose properties load the
- * real built-in on first use, so a plain-HTTP ADD does not pay ~10 ms to load them.
+ * for https:// servers, zlib only for compressed answers, timers/promises only for got's retries (ours are
+ * off). Each becomes a module whose properties load the real built-in on first use, so a plain-HTTP ADD does
+ * not pay to load them. Functions that are read on every request but called only for TLS
+ * (tls.checkServerIdentity, which got copies into its request options) are wrappers that load on call.
  */
+const lazyNames = ['https', 'tls', 'zlib', 'crypto', 'timers/promises'];
+const loadOnCall = { tls: ['checkServerIdentity'] };
+
 export const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(build) {
-    const names = ['https', 'tls', 'zlib', 'crypto'];
-    build.onResolve({ filter: new RegExp(`^(node:)?(${names.join('|')})$`) }, (args) =>
+    build.onResolve({ filter: new RegExp(`^(node:)?(${lazyNames.join('|')})$`) }, (args) =>
       args.namespace === 'lazy-builtin' ? undefined : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' },
     );
     build.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, ({ path }) => {
       const keys = Object.keys(require(path));
-      const getters = keys.map((key) => `Object.defineProperty(exports, ${JSON.stringify(key)}, { enumerable: true, get: () => load()[${JSON.stringify(key)}] });`);
+      const getters = keys.map((key) => {
+        const name = JSON.stringify(key);
+        const value = (loadOnCall[path] ?? []).includes(key) ? `(...args) => load()[${name}](...args)` : `load()[${name}]`;
+        return `Object.defineProperty(exports, ${name}, { enumerable: true, get: () => ${value} });`;
+      });
       return { contents: [`let real;`, `const load = () => (real ??= require(${JSON.stringify(path)}));`, ...getters].join('\n'), loader: 'js' };
     });
+  },
+};
+
+/**
+ * got gives every request an ID from crypto.randomUUID, for diagnostics_channel subscribers (a CNI plugin has
+ * none); loading node:crypto for it costs ~3 ms of every ADD. In got's diagnostics module only, the IDs come
+ * from Math.random instead: unique enough to tell requests apart in a trace, and never used for security.
+ */
+export const gotRequestIds = {
+  name: 'got-request-ids',
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?crypto$/ }, (args) =>
+      /[\\/]got[\\/]dist[\\/]source[\\/]core[\\/]diagnostics-channel\.js$/.test(args.importer) ? { path: 'got-request-ids', namespace: 'got-request-ids' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'got-request-ids' }, () => ({
+      contents: `exports.randomUUID = () => 'xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx'.replace(/[xy]/g, (c) => ((c === 'x' ? 0 : 8) + Math.floor(Math.random() * (c === 'x' ? 16 : 4))).toString(16));`,
+      loader: 'js',
+    }));
   },
 };
 
@@ -56,4 +82,4 @@ export const lazyListFormat = {
 };
 
 /** All of the above, in the order they apply. */
-export const startupPlugins = [gotUnusedFeatures, lazyBuiltins, lazyListFormat];
+export const startupPlugins = [gotUnusedFeatures, gotRequestIds, lazyBuiltins, lazyListFormat];

@@ -17,7 +17,9 @@ void runPlugin(
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
 ).then(
   (code) => {
-    process.exitCode = code;
+    // Everything this run started has finished (stdout to a pipe is written synchronously on Linux); exiting
+    // now spares waiting for idle keep-alive sockets and the thread pool to wind down.
+    process.exit(code);
   },
   (error: unknown) => {
     // runPlugin never throws; should it, the runtime still gets a CNI error and no stack trace.

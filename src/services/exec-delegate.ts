@@ -5,7 +5,12 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+
+// The callback API, promisified: node:fs/promises would load Node's readline internals on every start.
+const access = promisify(fs.access);
+const stat = promisify(fs.stat);
 import path from 'node:path';
 import { fromPromise } from 'xstate';
 import type { Command } from '../cni/environment';

@@ -9,8 +9,17 @@
  * the second lets a repeated ADD find its address without reading the pool. Both are checked against Consul.
  * Losing them (a new host, a wiped disk) costs one longer search, never a wrong answer.
  */
-import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+// The callback API, promisified: node:fs/promises would load Node's readline internals on every start (~2 ms).
+const mkdir = promisify(fs.mkdir);
+const readFile = promisify(fs.readFile);
+const rename = promisify(fs.rename);
+const rm = promisify(fs.rm);
+const rmdir = promisify(fs.rmdir);
+const writeFile = promisify(fs.writeFile);
 
 /** The host's memory of one pool, for one container and interface. */
 export interface HostMemory {
