@@ -8,10 +8,21 @@ import { CniError, toCniError } from '../cni/errors';
 import { ipamResult } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';
+import { allocationKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
+
+/**
+ * The key DEL reads first when the runtime named an address: read stale to pick the server, its answer kept only
+ * when it holds a value (a stale "missing" is asked again, consistently); a stale index only makes the cas
+ * delete fail, and releaseAllocations then reads again.
+ */
+function firstAddressKey(config: DelegateConfig): string | undefined {
+  const [first] = config.prevIps;
+  return first ? allocationKey(config.pool.name, first.ip) : undefined;
+}
 
 interface DelContext {
   readonly input: CommandInput;
@@ -57,11 +68,11 @@ export const delCommandMachine = setup({
       },
     },
     pickingServer: {
-      description: 'Try ipam.consul_servers in order; keep the first with a leader (DEL reads consistently: a stale read could miss an address just allocated, and leak it).',
+      description: "Try ipam.consul_servers in order, reading the key of prevResult's first address (stale, with the leader header); keep the first that knows a leader.",
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log }),
+        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: firstAddressKey(present(context.config, 'config')) }),
         onDone: { target: 'findingAllocations', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

@@ -20,6 +20,8 @@ export interface KvEntry {
   readonly value: string | null;
   readonly createIndex: number;
   readonly modifyIndex: number;
+  /** Set when the answer is the stale read that picked the server (see `get`'s `probe`). */
+  readonly stale?: boolean;
 }
 
 /** A /v1/txn operation on KV. */
@@ -46,9 +48,9 @@ export interface ConsulKv {
    * `probe: true` is the read that picks this server: a stale read, answered at once by any server from its own
    * state, that fails as "no cluster leader" when Consul's X-Consul-KnownLeader header says there is none (a
    * default read would instead be held for seconds while there is no leader); an answer with a value is kept
-   * for the next get of the same key, so the command's own first read is not sent twice.
+   * for the next get of the same key, so the command's own first read is not sent twice; `fresh: true` skips it.
    */
-  get(key: string, options?: { retry?: boolean; probe?: boolean }): Promise<KvEntry | undefined>;
+  get(key: string, options?: { retry?: boolean; probe?: boolean; fresh?: boolean }): Promise<KvEntry | undefined>;
   /** Every entry under a textual prefix (`?recurse`), [] when there is none. */
   list(prefix: string): Promise<KvEntry[]>;
   /** Key names only under a textual prefix (`?keys`): far cheaper than values. */
@@ -229,8 +231,8 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       expectOk(what, response);
       return parse<string>(what, response.body);
     },
-    async get(key, { retry = true, probe = false } = {}) {
-      if (kept.has(key)) {
+    async get(key, { retry = true, probe = false, fresh = false } = {}) {
+      if (kept.has(key) && !fresh) {
         const entry = kept.get(key);
         kept.delete(key);
         return entry;
@@ -242,7 +244,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       const entry = response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
       // A stale "not found" may only mean this server has not applied the write yet (a pool just made): it is
       // not kept, so the command's own read asks again, consistently.
-      if (probe && entry !== undefined) kept.set(key, entry);
+      if (probe && entry !== undefined) kept.set(key, { ...entry, stale: true });
       return entry;
     },
     async list(prefix) {

@@ -36,7 +36,14 @@ export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(a
   const named = [...new Set([...prevIps.map((p) => p.ip), ...(held ? [held] : [])])];
   let entries: KvEntry[];
   if (named.length > 0) {
-    entries = (await Promise.all(named.map((ip) => kv.get(allocationKey(pool, ip))))).filter((e): e is KvEntry => e !== undefined);
+    // The first of these answers may be the stale read that picked the server. What it says is ours is checked
+    // by the cas delete; what it says is someone else's is read again, fresh: a lagging server must not hide an
+    // address this container was just given.
+    const read = async (ip: string): Promise<KvEntry | undefined> => {
+      const entry = await kv.get(allocationKey(pool, ip));
+      return entry?.stale && !isOurs(entry, pool, containerId, ifname) ? kv.get(allocationKey(pool, ip), { fresh: true }) : entry;
+    };
+    entries = (await Promise.all(named.map(read))).filter((e): e is KvEntry => e !== undefined);
   } else {
     log.debug(`no address named for ${containerId}; searching ${allocationPrefix(pool)}`);
     entries = await readPoolFolder(kv, pool);
@@ -52,3 +59,11 @@ export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(a
   }
   return found;
 });
+
+function isOurs(entry: KvEntry, pool: string, containerId: string, ifname: string): boolean {
+  try {
+    return belongsTo(parseAllocation(pool, entry.key, entry.value).allocation, containerId, ifname);
+  } catch {
+    return false;
+  }
+}

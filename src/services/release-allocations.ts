@@ -2,6 +2,7 @@ import { fromPromise } from 'xstate';
 import type { ConsulKv } from './consul-client';
 import type { Found } from './find-allocations';
 import { forgetHeld } from './host-store';
+import { belongsTo, parseAllocation } from './kv-layout';
 import type { Log } from './logger';
 
 export interface ReleaseInput {
@@ -21,13 +22,26 @@ export interface Released {
 }
 
 /**
- * Runs in DEL: deletes each allocation with `cas` on the index just read. A key reallocated in between fails the
- * cas and is left alone — not an error. (The original deleted all keys in one transaction, so one such key made
- * the whole DEL fail and leak the others.)
+ * Runs in DEL: deletes each allocation with `cas` on the index just read. When the cas fails, the key is read
+ * again (consistently: the first read may have been the stale one that picked the server): still this
+ * container's, it is deleted on its new index; reallocated in between, it is left alone — not an error. (The
+ * original deleted all keys in one transaction, so one such key made the whole DEL fail and leak the others.)
  */
 export const releaseAllocationsLogic = fromPromise<Released, ReleaseInput>(async ({ input }) => {
   const { kv, pool, found, containerId, ifname, dataDir, log } = input;
-  const outcomes = await Promise.all(found.map(async (f) => ({ ip: f.ip, deleted: await kv.deleteCas(f.key, f.modifyIndex) })));
+  const release = async (f: Found): Promise<boolean> => {
+    if (await kv.deleteCas(f.key, f.modifyIndex)) return true;
+    const now = await kv.get(f.key);
+    if (now === undefined) return true; // gone already: released by a DEL that ran alongside
+    let ours = false;
+    try {
+      ours = belongsTo(parseAllocation(pool, now.key, now.value).allocation, containerId, ifname);
+    } catch {
+      // Now holds something that is not an Allocation: not ours to delete.
+    }
+    return ours && kv.deleteCas(f.key, now.modifyIndex);
+  };
+  const outcomes = await Promise.all(found.map(async (f) => ({ ip: f.ip, deleted: await release(f) })));
   const released = outcomes.filter((o) => o.deleted).map((o) => o.ip);
   const leftAlone = outcomes.filter((o) => !o.deleted).map((o) => o.ip);
   for (const ip of leftAlone) log.info(`${ip} changed hands since it was read; left alone`);
