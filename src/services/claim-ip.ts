@@ -37,10 +37,13 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
   const requestsBefore = kv.requests;
-  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined).finally(() =>
-    // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again.
-    unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined),
-  );
+  // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again.
+  const unmark = () => unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
+  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined).catch(async (error: unknown) => {
+    await unmark();
+    throw error;
+  });
+  const unmarked = unmark();
   let won = written;
   // A false answer to a write sent once means another writer holds the key. Only a write the client had to
   // resend (its first try may have been applied) can have lost to itself: read the key back then.
@@ -49,10 +52,12 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     won = entry !== undefined && belongsTo(parseAllocation(pool.name, entry.key, entry.value).allocation, containerId, ifname);
     log.debug(`cas=0 write of ${key} lost; the key ${won ? 'is ours after all' : 'belongs to another container'}`);
   }
-  if (won && mode === 'next') {
-    await rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip).catch((error: Error) =>
-      log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
-    );
-  }
+  const hint =
+    won && mode === 'next'
+      ? rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip).catch((error: Error) =>
+          log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
+        )
+      : undefined;
+  await Promise.all([unmarked, hint]);
   return { won };
 });
