@@ -2,7 +2,7 @@
 // cluster of real servers for fault tests. Everything binds to 127.0.0.1 on
 // ports picked at run time, so several test files can run side by side.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -157,21 +157,36 @@ function spawnAgent(args: string[]): AgentProcess {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** n distinct free loopback ports: all are held open together so none repeats. */
+/**
+ * n distinct free loopback ports, all held open together so none repeats. They are drawn below the kernel's
+ * ephemeral range (net.ipv4.ip_local_port_range, 32768 and up by default): there, no outgoing connection of
+ * the plugins under test can take the port of a server that a test stopped and is about to start again.
+ */
 async function freePorts(n: number): Promise<number[]> {
   const servers: Server[] = [];
+  const ephemeralStart = ephemeralPortStart();
   try {
-    for (let i = 0; i < n; i++) {
+    while (servers.length < n) {
       const s = createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
+      const port = 10_000 + Math.floor(Math.random() * (ephemeralStart - 10_000));
+      const bound = await new Promise<boolean>((resolve) => {
+        s.once('error', () => resolve(false));
+        s.listen(port, '127.0.0.1', () => resolve(true));
       });
+      if (bound) servers.push(s);
     }
     return servers.map((s) => (s.address() as { port: number }).port);
   } finally {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+function ephemeralPortStart(): number {
+  try {
+    const [start] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return start !== undefined && start > 11_000 ? start : 32_768;
+  } catch {
+    return 32_768;
   }
 }
 
