@@ -6,14 +6,14 @@ import type { ConsulKv } from '../../src/services/consul-client';
 import { silentLog } from '../../src/services/logger';
 
 /** A run's output and every state it passed through, in order. */
-export interface MachineRun {
-  readonly output: CommandOutput;
+export interface MachineRun<Output = CommandOutput> {
+  readonly output: Output;
   readonly visited: string[];
   /** The final state it stopped in. */
   readonly final: string;
 }
 
-export async function runMachine(machine: AnyStateMachine, input: CommandInput): Promise<MachineRun> {
+export async function runMachine<Output = CommandOutput>(machine: AnyStateMachine, input: CommandInput | object): Promise<MachineRun<Output>> {
   const actor = createActor(machine, { input });
   const visited: string[] = [];
   actor.subscribe((snapshot) => {
@@ -21,7 +21,7 @@ export async function runMachine(machine: AnyStateMachine, input: CommandInput):
     if (visited[visited.length - 1] !== state) visited.push(state);
   });
   actor.start();
-  const output = (await toPromise(actor)) as CommandOutput;
+  const output = (await toPromise(actor)) as Output;
   return { output, visited, final: visited[visited.length - 1]! };
 }
 

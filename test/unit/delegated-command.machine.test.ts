@@ -2,13 +2,13 @@
 // which command and which prevResult, in which order, and what the machine made of their answers.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createActor, fromPromise, toPromise } from 'xstate';
+import { fromPromise } from 'xstate';
 import { delegatedCommandMachine, type DelegatedInput, type DelegatedOutput } from '../../src/machines/delegated-command.machine';
 import type { Command } from '../../src/cni/environment';
 import { CniError, ErrorCode } from '../../src/cni/errors';
 import { DelegateNotFoundError, type DelegateResult, type ExecDelegateInput } from '../../src/services/exec-delegate';
 import { silentLog } from '../../src/services/logger';
-import { finalStates } from '../support/machines';
+import { finalStates, runMachine } from '../support/machines';
 
 /** One delegate run as the machine asked for it. */
 interface Call {
@@ -42,15 +42,7 @@ async function run(command: Command, script: Script, stdin = config()) {
     log: silentLog,
     processEnv: {},
   };
-  const actor = createActor(machine, { input });
-  const visited: string[] = [];
-  actor.subscribe((snapshot) => {
-    const state = String(snapshot.value);
-    if (visited[visited.length - 1] !== state) visited.push(state);
-  });
-  actor.start();
-  const output = (await toPromise(actor)) as DelegatedOutput;
-  const final = visited[visited.length - 1]!;
+  const { output, visited, final } = await runMachine<DelegatedOutput>(machine, input);
   reached.add(final);
   return { output, visited, final, calls, order: calls.map((c) => `${c.command} ${c.name}`) };
 }
