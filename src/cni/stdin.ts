@@ -1,6 +1,8 @@
 /**
  * Reading stdin, kept apart from the config codecs so that the "about" run and VERSION load no io-ts.
  */
+import { readSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { CniError, ErrorCode } from './errors';
 
 /** Stdin larger than this is refused before parsing: a network config is a few KB. */
@@ -16,15 +18,34 @@ export function sniffVersion(stdin: string): string | undefined {
   }
 }
 
-/** Reads the process's stdin whole, refusing more than a network config could ever be. */
+/**
+ * Reads the process's stdin whole, refusing more than a network config could ever be (and stopping there, so
+ * an endless stdin cannot exhaust memory). A runtime hands us a pipe: it is read with synchronous reads to end
+ * of file; process.stdin's stream machinery is used only where a read is refused (a non-blocking descriptor).
+ */
 export async function readProcessStdin(): Promise<string> {
-  if (process.stdin.isTTY) return '';
+  if (isatty(0)) return '';
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of process.stdin) {
-    size += (chunk as Buffer).length;
+  const take = (chunk: Buffer): void => {
+    size += chunk.length;
     if (size > maxConfigBytes) throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is too large', `limit is ${maxConfigBytes} bytes`);
-    chunks.push(chunk as Buffer);
+    chunks.push(chunk);
+  };
+  const buffer = Buffer.allocUnsafe(64 * 1024);
+  for (;;) {
+    let read: number;
+    try {
+      read = readSync(0, buffer, 0, buffer.length, null);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EOF') break;
+      if (code !== 'EAGAIN') throw new CniError(ErrorCode.IoFailure, 'cannot read the network config on stdin', (error as Error).message);
+      for await (const chunk of process.stdin) take(chunk as Buffer);
+      break;
+    }
+    if (read === 0) break;
+    take(Buffer.from(buffer.subarray(0, read)));
   }
   return Buffer.concat(chunks).toString('utf8');
 }

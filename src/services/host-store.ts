@@ -11,15 +11,16 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
-// The callback API, promisified: node:fs/promises would load Node's readline internals on every start (~2 ms).
-const mkdir = promisify(fs.mkdir);
-const readFile = promisify(fs.readFile);
-const rename = promisify(fs.rename);
-const rm = promisify(fs.rm);
-const rmdir = promisify(fs.rmdir);
-const writeFile = promisify(fs.writeFile);
+// These files are a few bytes on local disk: synchronous calls cost microseconds, while the first
+// asynchronous one would start libuv's thread pool and each would hand off to it (~1–2 ms of every ADD).
+// The functions stay async so that callers need not care.
+const mkdir = async (path: string, options: fs.MakeDirectoryOptions) => void fs.mkdirSync(path, options);
+const readFile = async (path: string, encoding: BufferEncoding) => fs.readFileSync(path, encoding);
+const rename = async (from: string, to: string) => fs.renameSync(from, to);
+const rm = async (path: string, options: fs.RmOptions) => fs.rmSync(path, options);
+const rmdir = async (path: string) => fs.rmdirSync(path);
+const writeFile = async (path: string, data: string, options?: fs.WriteFileOptions) => fs.writeFileSync(path, data, options);
 
 /** The host's memory of one pool, for one container and interface. */
 export interface HostMemory {
