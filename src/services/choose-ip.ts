@@ -1,6 +1,6 @@
 import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
-import { spreadIndex } from './contention';
+import { jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { markClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
@@ -50,7 +50,11 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
     }
     return undefined;
   };
-  const candidates = candidatesAfter(pool.ranges, after);
+  let candidates = candidatesAfter(pool.ranges, after);
+  const jump = jumpAhead(lost, random, windowSize);
+  let skipped = 0;
+  while (skipped < jump && !candidates.next().done) skipped++;
+  if (skipped < jump) candidates = candidatesAfter(pool.ranges, after); // a pool smaller than the jump
   for (let window = 0; window < maxWindows; window++) {
     const batch = take(candidates, windowSize, avoid);
     if (batch.length === 0) return { kind: 'full' };

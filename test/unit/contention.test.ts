@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, spreadIndex } from '../../src/services/contention';
+import { backoffDelay, jumpAhead, spreadIndex } from '../../src/services/contention';
 import { transientRetryDelay } from '../../src/services/consul-client';
 
 test('the first try takes the first free candidate (plain round robin)', () => {
@@ -45,4 +45,12 @@ test('backoff grows with losses, is jittered and capped', () => {
 test('transient Consul failures are retried about 3 s in all, then given up', () => {
   const delays = [1, 2, 3, 4, 5, 6].map((attempt) => transientRetryDelay(attempt, () => 0.5));
   assert.deepEqual(delays, [100, 200, 400, 800, 1500, 0]);
+});
+
+test('after losses a contender jumps a random distance ahead, over a range that doubles, capped', () => {
+  assert.equal(jumpAhead(0, () => 0.99), 0);
+  assert.equal(jumpAhead(1, () => 0.99), 31);
+  assert.equal(jumpAhead(2, () => 0.99), 63);
+  assert.equal(jumpAhead(3, () => 0.5), 64);
+  assert.equal(jumpAhead(30, () => 0.9999), 4095);
 });
