@@ -57,6 +57,8 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   if (skipped < jump) candidates = candidatesAfter(pool.ranges, after); // a pool smaller than the jump
   for (let window = 0; window < maxWindows; window++) {
     const batch = take(candidates, windowSize, avoid);
+    // After a jump the walk ends short of a full cycle: its end proves nothing, the listing below decides.
+    if (batch.length === 0 && jump > 0) break;
     if (batch.length === 0) return { kind: 'full' };
     const free = await freeAmong(kv, pool.name, batch);
     log.debug(`window ${window} from ${batch[0]!.ip}: ${free.length} of ${batch.length} free`);
