@@ -41,12 +41,19 @@ export const maxWindows = 4;
 export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
   const { kv, pool, after, lost, log, dataDir, random = Math.random } = input;
   const avoid = new Set(input.avoid);
-  /** The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming. */
+  /**
+   * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming.
+   * When neighbours hold every one, their claims are decided within milliseconds (and may fail): ask again a
+   * few times before moving on, rather than take the pool for full.
+   */
   const pick = async (free: readonly Candidate[]): Promise<Candidate | undefined> => {
-    const start = spreadIndex(free.length, lost, random);
-    for (let i = 0; i < free.length; i++) {
-      const candidate = free[(start + i) % free.length]!;
-      if (await markClaiming(dataDir, pool.name, candidate.ip)) return candidate;
+    for (let round = 0; round < 4 && free.length > 0; round++) {
+      if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
+      const start = spreadIndex(free.length, lost, random);
+      for (let i = 0; i < free.length; i++) {
+        const candidate = free[(start + i) % free.length]!;
+        if (await markClaiming(dataDir, pool.name, candidate.ip)) return candidate;
+      }
     }
     return undefined;
   };
@@ -68,8 +75,14 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   const taken = await listTaken(kv, pool.name);
   log.debug(`${maxWindows} windows taken; listed ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
-  const candidate = await pick(take(candidatesAfter(pool.ranges, after), windowSize, taken));
-  return candidate ? { kind: 'free', candidate } : { kind: 'full' };
+  // Window by window to the end of the cycle: free addresses all marked by neighbours (more ADDs running on
+  // this host than a window holds) do not make the pool full.
+  const rest = candidatesAfter(pool.ranges, after);
+  for (let free = take(rest, windowSize, taken); free.length > 0; free = take(rest, windowSize, taken)) {
+    const candidate = await pick(free);
+    if (candidate) return { kind: 'free', candidate };
+  }
+  return { kind: 'full' };
 });
 
 /** Takes up to n candidates not in `skip` from a lazy sequence. */

@@ -45,3 +45,21 @@ test('the first try takes the first free address (plain round robin); a lost wri
   const wrapped = await choose('empty', 2, () => 0.99);
   assert.ok(wrapped.kind === 'free' && Number(wrapped.candidate.ip.split('.')[3]) <= 16, JSON.stringify(wrapped));
 });
+
+test('free addresses all being claimed by live neighbours on this host are waited for, not taken for a full pool', async () => {
+  const { mkdirSync, rmSync, writeFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  const dataDir = tempDir();
+  for (let i = 1; i <= 38; i++) await agent.kv.put(`ipam/busy/10.60.0.${i}`, { target: `other-${i}` });
+  // 10.60.0.39 and .40 are free, and a live neighbour (our parent stands in) is claiming both.
+  const marks = path.join(dataDir, 'busy', 'claiming');
+  mkdirSync(marks, { recursive: true });
+  for (const ip of ['10.60.0.39', '10.60.0.40']) writeFileSync(path.join(marks, ip), String(process.ppid));
+  // The neighbour's claim of .40 is decided (it lost) 30 ms later: its mark goes, and .40 is ours.
+  setTimeout(() => rmSync(path.join(marks, '10.60.0.40')), 30);
+  const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
+  const ranges = [normalizeRange({ subnet: '10.60.0.0/24', rangeStart: '10.60.0.1', rangeEnd: '10.60.0.40' })];
+  const input = { kv, pool: { name: 'busy', ranges, identity: 1 }, avoid: [], lost: 0, log: silentLog, dataDir, random: () => 0 };
+  const choice = await toPromise(createActor(chooseIpLogic, { input }).start());
+  assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.60.0.40');
+});
