@@ -8,7 +8,7 @@ import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { version } from '../package.json';
 import { IpAddress, KeySegment, nonEmptyArray } from './cni/codecs';
-import { describeDecodeErrors, problemText } from './cni/decode-report';
+import { invalidConfigError, problemText } from './cni/decode-report';
 import { parseConfigObject, runDelegatedPlugin, type PluginOutcome } from './cni/delegated-plugin';
 import { CniError, ErrorCode, toCniError } from './cni/errors';
 import { readProcessStdin } from './cni/plugin';
@@ -51,8 +51,7 @@ function selectPools(stdin: string): SelectorResult {
   const cniVersion = checkVersion(raw.cniVersion);
   const decoded = StaticConfig.decode(raw);
   if (isLeft(decoded)) {
-    const [first, ...rest] = describeDecodeErrors(decoded.left, '').map(problemText);
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first ?? 'unknown problem'}`, rest.join('; '));
+    throw invalidConfigError(decoded.left, '');
   }
   decoded.right.ipam.pools.forEach(({ 'requested-ip': dashed, requested_ip: snake }, index) => {
     if (dashed !== undefined && snake !== undefined && dashed !== snake) {

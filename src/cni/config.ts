@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
-import { describeDecodeErrors, problemText, summarizeProblems } from './decode-report';
+import { invalidConfigError, problemText } from './decode-report';
 import { CniError, ErrorCode } from './errors';
 import { maxConfigBytes } from './stdin';
 import { checkVersion, type CniVersion } from './versions';
@@ -126,7 +126,7 @@ function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t
   const cniVersion = checkVersion(version);
 
   const decoded = NetworkConfig.decode(raw);
-  if (isLeft(decoded)) throw fromDecodeErrors(decoded.left, '');
+  if (isLeft(decoded)) throw invalidConfigError(decoded.left, '');
   const { ipam, name } = decoded.right;
   const cluster: ClusterConfig = {
     cniVersion,
@@ -161,7 +161,7 @@ export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
   let pools: string[] = [];
   if (config.prevResult?.pools !== undefined) {
     const decoded = Pools.decode(config.prevResult.pools);
-    if (isLeft(decoded)) throw fromDecodeErrors(decoded.left, 'prevResult.pools');
+    if (isLeft(decoded)) throw invalidConfigError(decoded.left, 'prevResult.pools');
     pools = decoded.right.map((pool) => pool.name);
   }
   const attachments = config['cni.dev/valid-attachments'] ?? [];
@@ -173,7 +173,7 @@ export function parseConfig(stdin: string): DelegateConfig {
   const { cluster, config } = decodeNetworkConfig(stdin);
   const { prevResult } = config;
   const pools = Pools.decode(prevResult?.pools);
-  if (isLeft(pools)) throw fromDecodeErrors(pools.left, 'prevResult.pools');
+  if (isLeft(pools)) throw invalidConfigError(pools.left, 'prevResult.pools');
   const [first] = pools.right;
   const dashed = first!['requested-ip'];
   const snake = first!.requested_ip;
@@ -206,10 +206,6 @@ function parseJson(stdin: string): unknown {
   }
 }
 
-function fromDecodeErrors(errors: t.Errors, root: string): CniError {
-  const { first, details } = summarizeProblems(describeDecodeErrors(errors, root));
-  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first}`, details);
-}
 
 function invalidConfig(path: string, actual: unknown, expected: string): CniError {
   return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path, expected, actual })}`);

@@ -1,4 +1,5 @@
 import * as t from 'io-ts';
+import { CniError, ErrorCode } from './errors';
 
 /** One decode failure, ready for a person: where, what was expected, what was there. */
 export interface DecodeProblem {
@@ -59,4 +60,10 @@ export function summarizeProblems(problems: readonly DecodeProblem[]): { first: 
   const [first, ...rest] = problems.slice(0, maxProblemsListed).map(problemText);
   const more = problems.length > maxProblemsListed ? [`and ${problems.length - maxProblemsListed} more`] : [];
   return { first: first ?? 'unknown problem', details: [...rest, ...more].join('; ') };
+}
+
+/** The invalid-config error (7) for a failed decode of stdin: the first problem in the message, a few more in the details. */
+export function invalidConfigError(errors: t.Errors, root: string): CniError {
+  const { first, details } = summarizeProblems(describeDecodeErrors(errors, root));
+  return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first}`, details);
 }

@@ -12,8 +12,9 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Milliseconds, nonEmptyArray } from './codecs';
-import { describeDecodeErrors, problemText } from './decode-report';
+import { invalidConfigError, problemText } from './decode-report';
 import { readEnvironment, type CniEnvironment } from './environment';
+import { sniffVersion } from './stdin';
 import { CniError, ErrorCode, toCniError } from './errors';
 import { checkVersion, fallbackVersion, supportedVersions, type CniVersion } from './versions';
 import type { PluginIo } from './plugin';
@@ -62,12 +63,12 @@ export async function runDelegatedPlugin(options: DelegatedPluginOptions, io: Pl
       return 0;
     }
     log.error(`${env.command} failed: ${outcome.error.message}${outcome.error.details ? ` (${outcome.error.details})` : ''}`);
-    io.writeStdout(`${JSON.stringify(outcome.error.toJSON(outcome.cniVersion ?? sniffCniVersion(stdin) ?? fallbackVersion))}\n`);
+    io.writeStdout(`${JSON.stringify(outcome.error.toJSON(outcome.cniVersion ?? sniffVersion(stdin) ?? fallbackVersion))}\n`);
     return 1;
   } catch (caught) {
     const error = toCniError(caught);
     log?.error(`failed: ${error.message}${error.details ? ` (${error.details})` : ''}`);
-    io.writeStdout(`${JSON.stringify(error.toJSON(sniffCniVersion(stdin) ?? fallbackVersion))}\n`);
+    io.writeStdout(`${JSON.stringify(error.toJSON(sniffVersion(stdin) ?? fallbackVersion))}\n`);
     return 1;
   } finally {
     await log?.shutdown();
@@ -76,25 +77,13 @@ export async function runDelegatedPlugin(options: DelegatedPluginOptions, io: Pl
 
 /** VERSION: the versions this plugin speaks, in the version the runtime asked with. */
 function printVersion(stdin: string, io: PluginIo): number {
-  const asked = stdin.trim() === '' ? fallbackVersion : sniffCniVersion(stdin);
+  const asked = stdin.trim() === '' ? fallbackVersion : sniffVersion(stdin);
   if (asked === undefined) throw new CniError(ErrorCode.DecodingFailure, 'VERSION: stdin is not a JSON object with a cniVersion string');
   checkVersion(asked);
   io.writeStdout(`${JSON.stringify({ cniVersion: asked, supportedVersions })}\n`);
   return 0;
 }
 
-/**
- * Just the cniVersion of stdin, so an error can be printed in the config's own version even when the rest
- * is broken. (Like config.ts's sniffVersion, without loading io-ts for it.)
- */
-export function sniffCniVersion(stdin: string): string | undefined {
-  try {
-    const version = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
-    return typeof version === 'string' ? version : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Parses stdin as a JSON object; fails with code 6 when it is empty, not JSON, or not an object. */
 export function parseConfigObject(stdin: string): Record<string, unknown> {
@@ -163,8 +152,7 @@ export function parseDelegatedConfig(stdin: string): DelegatedConfig {
   const cniVersion = checkVersion(raw.cniVersion);
   const decoded = DelegatedNetworkConfig.decode(raw);
   if (isLeft(decoded)) {
-    const [first, ...rest] = describeDecodeErrors(decoded.left, '').map(problemText);
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${first ?? 'unknown problem'}`, rest.join('; '));
+    throw invalidConfigError(decoded.left, '');
   }
   const { delegates, delegate_timeout_ms } = decoded.right.ipam;
   if (delegates.includes(delegatedPluginName)) {

@@ -6,12 +6,14 @@
  * The protocol: ../shared/docs/cni-consul-facts.md, "The delegation protocol", and the original
  * https://github.com/passcod/cni-plugins/tree/main/ipam-delegated, whose inputs and outputs this keeps.
  */
-import { assign, fromPromise, setup } from 'xstate';
-import { parseDelegatedConfig, sniffCniVersion, type DelegatedConfig } from '../cni/delegated-plugin';
+import { assign, setup } from 'xstate';
+import type { DelegatedConfig } from '../cni/delegated-plugin';
+import { sniffVersion } from '../cni/stdin';
 import type { CniEnvironment, Command } from '../cni/environment';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { DelegateNotFoundError, execDelegateLogic, type DelegateResult, type ExecDelegateInput } from '../services/exec-delegate';
 import type { Log } from '../services/logger';
+import { parseDelegatedConfigLogic } from '../services/parse-delegated-config';
 
 /** What the process gives the machine. */
 export interface DelegatedInput {
@@ -70,7 +72,7 @@ export const delegatedCommandMachine = setup({
   },
   actors: {
     // Pure decoding; an actor so that its failure is an event like any other, and a test can swap it.
-    parseConfig: fromPromise<DelegatedConfig, { readonly stdin: string }>(async ({ input }) => parseDelegatedConfig(input.stdin)),
+    parseConfig: parseDelegatedConfigLogic,
     execDelegate: execDelegateLogic,
   },
   actions: {
@@ -250,7 +252,7 @@ export const delegatedCommandMachine = setup({
     notReady: { type: 'final', description: "STATUS: a delegate is not ready; its error, code kept (50, 51...)." },
   },
   output: ({ context }): DelegatedOutput => {
-    const cniVersion = context.config?.cniVersion ?? sniffCniVersion(context.input.stdin);
+    const cniVersion = context.config?.cniVersion ?? sniffVersion(context.input.stdin);
     if (context.error) return { type: 'error', error: context.error, ...(cniVersion ? { cniVersion } : {}) };
     const command = context.input.env.command;
     // GC and STATUS print nothing on success (spec 1.1.0), whatever a delegate printed.
