@@ -7,10 +7,11 @@ export interface PickServerInput {
   readonly consul: ConsulOptions;
   readonly log: Log;
   /**
-   * A key the command reads first anyway, where a slightly stale answer is fine (the pool definition). It is
-   * read with ?stale, which every server answers at once from its own state along with whether it knows a
-   * leader, and the answer is kept for the command's own first read: one request fewer than asking
-   * /v1/status/leader first. Without it, /v1/status/leader is asked.
+   * A key the command reads first anyway (ADD and CHECK: the pool definition; DEL: the runtime's first
+   * address). It is read with ?stale, which every server answers at once from its own state along with whether
+   * it knows a leader, and an answer with a value is kept for the command's own first read: one request fewer
+   * than asking /v1/status/leader first. The commands check what a stale answer could get wrong (see DEL's
+   * findAllocations and releaseAllocations). Without it (GC, STATUS), /v1/status/leader is asked.
    */
   readonly probeKey?: string;
 }
