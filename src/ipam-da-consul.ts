@@ -4,6 +4,7 @@
  */
 import { version } from '../package.json';
 import { runPlugin } from './cni/plugin';
+import { runCommandMachine } from './machines/run-command';
 import { readProcessStdin } from './cni/stdin';
 import { defaultVerboseLogFile } from './services/logger';
 
@@ -15,6 +16,7 @@ const logFile = verbose ? process.env.IPAM_DA_CONSUL_LOG_FILE || defaultVerboseL
 void runPlugin(
   { name: 'ipam-da-consul', version, ...(logFile ? { logFile } : {}) },
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
+  runCommandMachine,
 ).then(
   (code) => {
     // Everything this run started has finished (stdout to a pipe is written synchronously on Linux); exiting

@@ -4,8 +4,7 @@
  * The verbose flavour is the same code built with IPAM_DA_CONSUL_FLAVOUR=verbose: it logs at debug level to a file.
  */
 import { version } from '../package.json';
-import { runDelegatedPlugin } from './cni/delegated-plugin';
-import { readProcessStdin } from './cni/plugin';
+import { readProcessStdin, runPlugin } from './cni/plugin';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
 const name = 'ipam-delegated';
@@ -13,7 +12,7 @@ const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_
 // The log file can be moved (tests, hosts with another layout) without rebuilding.
 const logFile = verbose ? process.env.IPAM_DELEGATED_LOG_FILE || `/var/log/cni/${name}.log` : undefined;
 
-void runDelegatedPlugin(
+void runPlugin(
   { name, version, ...(logFile ? { logFile } : {}) },
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
   async (env, stdin, log) => {

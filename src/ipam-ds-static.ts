@@ -9,9 +9,9 @@ import { isLeft } from 'fp-ts/Either';
 import { version } from '../package.json';
 import { IpAddress, KeySegment, nonEmptyArray } from './cni/codecs';
 import { invalidConfigError, problemText } from './cni/decode-report';
-import { parseConfigObject, runDelegatedPlugin, type PluginOutcome } from './cni/delegated-plugin';
+import { parseConfigObject } from './cni/delegated-plugin';
 import { CniError, ErrorCode, toCniError } from './cni/errors';
-import { readProcessStdin } from './cni/plugin';
+import { readProcessStdin, runPlugin, type PluginOutcome } from './cni/plugin';
 import { checkVersion } from './cni/versions';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
@@ -68,7 +68,7 @@ function selectPools(stdin: string): SelectorResult {
   return { cniVersion, ips, routes: [], dns: {}, pools: (raw.ipam as { pools: unknown[] }).pools };
 }
 
-void runDelegatedPlugin(
+void runPlugin(
   { name, version, ...(logFile ? { logFile } : {}) },
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
   async (env, stdin): Promise<PluginOutcome> => {

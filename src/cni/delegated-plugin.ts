@@ -1,89 +1,13 @@
 /**
- * The process around ipam-delegated and ipam-ds-static: the same shape as ./plugin.ts (which runs
- * ipam-da-consul's machines), for plugins whose result is whatever JSON object they choose to print.
- *
- * Read the environment and stdin, answer the "about" run and VERSION without loading anything else, run
- * the command, print the result or the CNI error on stdout, pick the exit code. Only this module (and
- * ./plugin.ts) touch stdout and the exit code.
- *
- * Also ipam-delegated's config codec: the chain's config is decoded here, at the boundary, like ./config.ts
- * decodes ipam-da-consul's.
+ * ipam-delegated's config codec, and the stdin parsing it shares with ipam-ds-static: the chain's config is
+ * decoded here, at the boundary, like ./config.ts decodes ipam-da-consul's. Both run in ./plugin.ts's runner.
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Milliseconds, nonEmptyArray } from './codecs';
 import { invalidConfigError, problemText } from './decode-report';
-import { readEnvironment, type CniEnvironment } from './environment';
-import { sniffVersion } from './stdin';
-import { CniError, ErrorCode, toCniError } from './errors';
-import { checkVersion, fallbackVersion, supportedVersions, type CniVersion } from './versions';
-import type { PluginIo } from './plugin';
-import type { Log } from '../services/logger';
-
-/** What differs between the executables run by this module. */
-export interface DelegatedPluginOptions {
-  readonly name: string;
-  readonly version: string;
-  /** The verbose flavour logs at debug level to this file. */
-  readonly logFile?: string;
-}
-
-/**
- * How a command ended. `result` is printed as JSON; it is absent for GC and STATUS, which print nothing
- * on success (CNI spec 1.1.0).
- */
-export type PluginOutcome =
-  | { readonly type: 'ok'; readonly result?: object }
-  | { readonly type: 'error'; readonly error: CniError; readonly cniVersion?: string };
-
-/** Runs ADD, DEL, CHECK, GC or STATUS; never throws, failure is an outcome. */
-export type CommandRunner = (env: CniEnvironment, stdin: string, log: Log) => Promise<PluginOutcome>;
-
-/** Runs one invocation of a plugin and returns the exit code. Never throws. */
-export async function runDelegatedPlugin(options: DelegatedPluginOptions, io: PluginIo, run: CommandRunner): Promise<number> {
-  let stdin = '';
-  let log: Log | undefined;
-  try {
-    const env = readEnvironment(io.env);
-    if (env === undefined) {
-      // Nomad fingerprints every executable in its CNI bin dir this way: exit 0 and print a semver version.
-      io.writeStdout(`CNI ${options.name} plugin v${options.version} (CNI spec ${supportedVersions.join(', ')})\n`);
-      return 0;
-    }
-    stdin = await io.readStdin();
-    if (env.command === 'VERSION') return printVersion(stdin, io);
-
-    const { createLog } = await import('../services/logger');
-    log = createLog({ name: options.name, ...(options.logFile ? { file: options.logFile } : {}) });
-    log.debug(`${options.name} v${options.version} ${env.command} container=${env.containerId || '-'} ifname=${env.ifname || '-'}`);
-    const outcome = await run(env, stdin, log);
-    if (outcome.type === 'ok') {
-      log.debug(`${env.command} succeeded: ${outcome.result === undefined ? '(no output)' : JSON.stringify(outcome.result)}`);
-      if (outcome.result !== undefined) io.writeStdout(`${JSON.stringify(outcome.result)}\n`);
-      return 0;
-    }
-    log.error(`${env.command} failed: ${outcome.error.message}${outcome.error.details ? ` (${outcome.error.details})` : ''}`);
-    io.writeStdout(`${JSON.stringify(outcome.error.toJSON(outcome.cniVersion ?? sniffVersion(stdin) ?? fallbackVersion))}\n`);
-    return 1;
-  } catch (caught) {
-    const error = toCniError(caught);
-    log?.error(`failed: ${error.message}${error.details ? ` (${error.details})` : ''}`);
-    io.writeStdout(`${JSON.stringify(error.toJSON(sniffVersion(stdin) ?? fallbackVersion))}\n`);
-    return 1;
-  } finally {
-    await log?.shutdown();
-  }
-}
-
-/** VERSION: the versions this plugin speaks, in the version the runtime asked with. */
-function printVersion(stdin: string, io: PluginIo): number {
-  const asked = stdin.trim() === '' ? fallbackVersion : sniffVersion(stdin);
-  if (asked === undefined) throw new CniError(ErrorCode.DecodingFailure, 'VERSION: stdin is not a JSON object with a cniVersion string');
-  checkVersion(asked);
-  io.writeStdout(`${JSON.stringify({ cniVersion: asked, supportedVersions })}\n`);
-  return 0;
-}
-
+import { CniError, ErrorCode } from './errors';
+import { checkVersion, type CniVersion } from './versions';
 
 /** Parses stdin as a JSON object; fails with code 6 when it is empty, not JSON, or not an object. */
 export function parseConfigObject(stdin: string): Record<string, unknown> {

@@ -1,11 +1,11 @@
 /**
- * The process around the machines: read the environment and stdin, run the command's machine, print the
- * result or the error on stdout, pick the exit code. Only this module touches stdout and the exit code.
+ * The process around every CNI executable of this package (ipam-da-consul, ipam-delegated, ipam-ds-static):
+ * read the environment and stdin, run the command, print the result or the error on stdout, pick the exit
+ * code. Only this module touches stdout and the exit code.
  *
  * Start-up time is the product (a runtime execs us for every container), so each command loads only what it
  * uses: the "about" run and VERSION load no machine, no HTTP client and no logger.
  */
-import type { AnyStateMachine } from 'xstate';
 import { readEnvironment, type CniEnvironment } from './environment';
 import { CniError, ErrorCode, toCniError } from './errors';
 import { fallbackVersion, supportedVersions, checkVersion } from './versions';
@@ -13,7 +13,6 @@ import { sniffVersion } from './stdin';
 
 /** Re-exported for the other executables' entry points. */
 export { readProcessStdin } from './stdin';
-import type { CommandOutput } from '../machines/command';
 import type { Log } from '../services/logger';
 
 /** What differs between the executables built from this code. */
@@ -31,8 +30,19 @@ export interface PluginIo {
   writeStdout(text: string): void;
 }
 
-/** Runs one invocation and returns the exit code. Never throws. */
-export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<number> {
+/**
+ * How a command ended. `result` is printed as JSON; it is absent for GC and STATUS, which print nothing on
+ * success (CNI spec 1.1.0).
+ */
+export type PluginOutcome =
+  | { readonly type: 'ok'; readonly result?: object }
+  | { readonly type: 'error'; readonly error: CniError; readonly cniVersion?: string };
+
+/** Runs ADD, DEL, CHECK, GC or STATUS for one executable; never throws, failure is an outcome. */
+export type CommandRunner = (env: CniEnvironment, stdin: string, log: Log) => Promise<PluginOutcome>;
+
+/** Runs one invocation with the executable's command runner and returns the exit code. Never throws. */
+export async function runPlugin(options: PluginOptions, io: PluginIo, run: CommandRunner): Promise<number> {
   let stdin = '';
   let log: Log | undefined;
   try {
@@ -49,14 +59,14 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
     const { createLog } = await import('../services/logger');
     log = createLog({ name: options.name, ...(options.logFile ? { file: options.logFile } : {}) });
     log.debug(`${options.name} v${options.version} ${env.command} container=${env.containerId || '-'} ifname=${env.ifname || '-'}`);
-    const output = await runMachine(env, stdin, log);
+    const output = await run(env, stdin, log);
     if (output.type === 'ok') {
-      log.debug(`${env.command} succeeded: ${JSON.stringify(output.result)}`);
-      if (output.result) io.writeStdout(`${JSON.stringify(output.result)}\n`);
+      log.debug(`${env.command} succeeded: ${output.result === undefined ? '(no output)' : JSON.stringify(output.result)}`);
+      if (output.result !== undefined) io.writeStdout(`${JSON.stringify(output.result)}\n`);
       return 0;
     }
     log.error(`${env.command} failed: ${output.error.message}${output.error.details ? ` (${output.error.details})` : ''}`);
-    io.writeStdout(`${JSON.stringify(output.error.toJSON(output.cniVersion ?? fallbackVersion))}\n`);
+    io.writeStdout(`${JSON.stringify(output.error.toJSON(output.cniVersion ?? sniffVersion(stdin) ?? fallbackVersion))}\n`);
     return 1;
   } catch (caught) {
     const error = toCniError(caught);
@@ -69,37 +79,6 @@ export async function runPlugin(options: PluginOptions, io: PluginIo): Promise<n
     return 1;
   } finally {
     await log?.shutdown().catch(() => undefined);
-  }
-}
-
-async function runMachine(env: CniEnvironment, stdin: string, log: Log): Promise<CommandOutput> {
-  const machine = await machineFor(env.command);
-  const { createActor, toPromise } = await import('xstate');
-  const actor = createActor(machine, {
-    input: { env, stdin, log },
-  });
-  actor.subscribe({
-    next: (snapshot) => log.debug(`${machine.id}: ${JSON.stringify(snapshot.value)}`),
-    error: () => undefined, // toPromise below reports it
-  });
-  actor.start();
-  return (await toPromise(actor)) as CommandOutput;
-}
-
-async function machineFor(command: CniEnvironment['command']): Promise<AnyStateMachine> {
-  switch (command) {
-    case 'ADD':
-      return (await import('../machines/add-command.machine')).addCommandMachine;
-    case 'DEL':
-      return (await import('../machines/del-command.machine')).delCommandMachine;
-    case 'CHECK':
-      return (await import('../machines/check-command.machine')).checkCommandMachine;
-    case 'GC':
-      return (await import('../machines/gc-command.machine')).gcCommandMachine;
-    case 'STATUS':
-      return (await import('../machines/status-command.machine')).statusCommandMachine;
-    case 'VERSION':
-      throw new CniError(ErrorCode.Unexpected, 'VERSION has no machine');
   }
 }
 

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import path from 'node:path';
 import { runPlugin as runPluginInProcess } from '../../src/cni/plugin';
+import { runCommandMachine } from '../../src/machines/run-command';
 import { describeRun, type PluginRun } from './plugin';
 
 const projectRoot = path.resolve(__dirname, '../..');
@@ -43,6 +44,7 @@ export async function runInProcess(options: InProcessOptions): Promise<PluginRun
     code = await runPluginInProcess(
       { name: 'ipam-da-consul', version: '0.0.0-test' },
       { env, readStdin: async () => options.stdin, writeStdout: (text) => void (stdout += text) },
+      runCommandMachine,
     );
   } finally {
     process.stderr.write = realWrite;
