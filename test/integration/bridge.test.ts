@@ -7,11 +7,12 @@
 // plugin turns on, Consul) is put back in `after`, also when a test fails.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startConsul, type ConsulAgent } from '../support/consul';
+import { runCni } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -35,13 +36,6 @@ let savedIpForward: string | undefined;
 let netnsCreated = false;
 const timings: string[] = [];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-  ms: number;
-}
 
 function sh(command: string, args: string[], options: { allowFailure?: boolean } = {}): string {
   const r = spawnSync(command, args, { encoding: 'utf8' });
@@ -49,31 +43,6 @@ function sh(command: string, args: string[], options: { allowFailure?: boolean }
   return r.stdout;
 }
 
-/** Runs a plugin as a runtime does: CNI_* in the environment, the config on stdin. */
-function runCni(file: string, command: string, config: object, extraEnv: Record<string, string>): Promise<Run> {
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_COMMAND: command, ...extraEnv };
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      let json: any;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code, stdout, stderr, json, ms: Date.now() - started });
-    });
-    child.stdin.end(JSON.stringify(config));
-  });
-}
 
 before(async () => {
   if (skip) return;
@@ -140,7 +109,7 @@ function eth0Addresses(): string[] {
 test('bridge ADD, CHECK and DEL with ipam-delegated → ipam-ds-static → ipam-da-consul', { skip }, async () => {
   const bridge = path.join(referencePlugins, 'bridge');
 
-  const add = await runCni(bridge, 'ADD', bridgeConfig(), bridgeEnv());
+  const add = await runCni(bridge, { command: 'ADD', config: bridgeConfig(), env: bridgeEnv(), timeoutMs: 60_000 });
   assert.equal(add.code, 0, `bridge ADD failed: ${add.stdout}${add.stderr}`);
   timings.push(`ADD ${add.ms} ms`);
   const result = add.json;
@@ -155,11 +124,11 @@ test('bridge ADD, CHECK and DEL with ipam-delegated → ipam-ds-static → ipam-
   assert.equal(allocation?.target, containerId);
   assert.deepEqual(await consul!.kv.keys(`ipam/${poolName}/`), [`ipam/${poolName}/${ip}`]);
 
-  const check = await runCni(bridge, 'CHECK', bridgeConfig(result), bridgeEnv());
+  const check = await runCni(bridge, { command: 'CHECK', config: bridgeConfig(result), env: bridgeEnv(), timeoutMs: 60_000 });
   assert.equal(check.code, 0, `bridge CHECK failed: ${check.stdout}${check.stderr}`);
   timings.push(`CHECK ${check.ms} ms`);
 
-  const del = await runCni(bridge, 'DEL', bridgeConfig(result), bridgeEnv());
+  const del = await runCni(bridge, { command: 'DEL', config: bridgeConfig(result), env: bridgeEnv(), timeoutMs: 60_000 });
   assert.equal(del.code, 0, `bridge DEL failed: ${del.stdout}${del.stderr}`);
   timings.push(`DEL ${del.ms} ms`);
   assert.equal(await consul!.kv.get(`ipam/${poolName}/${ip}`), undefined, 'DEL released the address in Consul');

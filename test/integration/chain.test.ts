@@ -3,51 +3,16 @@
 // with CNI_* in the environment and the config on stdin; then KV is read to see what stayed allocated.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startConsul, type ConsulAgent } from '../support/consul';
+import { runCni } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
 const ours = ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul'];
 const semver = /\bv?\d+\.\d+\.\d+\b/;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-  ms: number;
-}
-
-/** Runs an executable as a runtime does: CNI_* in a clean environment, the config on stdin. */
-function runCni(file: string, options: { command?: string; config?: object | string; env?: Record<string, string> } = {}): Promise<Run> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env };
-  if (options.command) env.CNI_COMMAND = options.command;
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      let json: any;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code, stdout, stderr, json, ms: Date.now() - started });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.config === undefined ? '' : typeof options.config === 'string' ? options.config : JSON.stringify(options.config));
-  });
-}
 
 let consul: ConsulAgent;
 let cniPath: string;

@@ -124,6 +124,46 @@ export function runPlugin(options: RunOptions): Promise<PluginRun> {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Running any CNI executable
+
+/** One run of a CNI executable. */
+export interface CniRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  json: any;
+  ms: number;
+}
+
+/** Runs any CNI executable (ours, or Debian's bridge) as a runtime does: CNI_* in a clean environment, the config on stdin. */
+export function runCni(file: string, options: { command?: string; config?: object | string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CniRun> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env };
+  if (options.command) env.CNI_COMMAND = options.command;
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      let json: any;
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        json = undefined;
+      }
+      resolve({ code, stdout, stderr, json, ms: Date.now() - started });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.config === undefined ? '' : typeof options.config === 'string' ? options.config : JSON.stringify(options.config));
+  });
+}
+
 /** Shows a run in an assertion message. */
 export function describeRun(run: PluginRun): string {
   return `exit ${run.code} after ${run.elapsedMs} ms\nstdout: ${run.stdout}\nstderr: ${run.stderr}`;
