@@ -6,6 +6,8 @@ import type { OptionName, OptionValues } from './options';
 export interface CommandInput {
   readonly args: readonly string[];
   readonly values: OptionValues;
+  /** The servers the options name, in the order they are tried (for a report to say where it looked). */
+  readonly servers: readonly string[];
   /** Picks the first server with a leader; called only after the arguments passed their checks. */
   connect(): Promise<ConsulKv>;
 }
@@ -15,6 +17,8 @@ export interface CommandOutput {
   readonly text: string;
   readonly json: unknown;
   readonly warnings?: readonly string[];
+  /** 1 when the command ran to its end but some of its work failed (the output says which); else 0. */
+  readonly exitCode?: 0 | 1;
 }
 
 /** One command: how it is called, its help, and what it does. */
@@ -23,6 +27,13 @@ export interface Command {
   readonly words: readonly string[];
   /** Its positional arguments, e.g. ["NAME", "IP"]. */
   readonly args: readonly string[];
+  /** Any number of further arguments of this kind may follow `args`, e.g. "POOL" for `check [POOL...]`. */
+  readonly rest?: string;
+  /**
+   * The option that selects this form of a command whose words another form shares: `release --from-report
+   * REPORT` is not `release NAME IP`. The form is listed first among commands of the same words.
+   */
+  readonly selectedBy?: OptionName;
   /** The options it takes besides the global ones. */
   readonly options: readonly OptionName[];
   readonly summary: string;

@@ -24,6 +24,11 @@ export const optionSpec = {
   range: { type: 'string', multiple: true },
   force: { type: 'boolean' },
   target: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  'from-report': { type: 'string' },
+  grace: { type: 'string' },
+  yes: { type: 'boolean' },
+  prometheus: { type: 'boolean' },
 } as const;
 
 /** The name of an option, without its dashes. */
@@ -46,6 +51,11 @@ export interface OptionValues {
   readonly range?: string[];
   readonly force?: boolean;
   readonly target?: string;
+  readonly output?: string;
+  readonly 'from-report'?: string;
+  readonly grace?: string;
+  readonly yes?: boolean;
+  readonly prometheus?: boolean;
 }
 
 /** A parsed command line: the words (command and arguments) and the options, wherever they were written. */

@@ -10,6 +10,8 @@ import type { Command } from './command';
 import { describeRange, rangeJson } from './pool-read';
 import type { AddressRange } from '../services/ip-math';
 import { poolUsage, type PoolUsage } from './pool-size';
+import { renderPrometheus } from './prometheus';
+import { UsageError } from './cli-errors';
 import { renderTable } from './table';
 
 /** One row of `pool list --json`: a readable pool, or one whose key the plugin would refuse. */
@@ -49,14 +51,24 @@ const percent = (value: number | null): string => (value === null ? '-' : `${val
 export const poolListCommand: Command = {
   words: ['pool', 'list'],
   args: [],
-  options: [],
+  options: ['prometheus'],
   summary: 'every pool: size, allocated, free, % used',
   help: `Lists every pool under ipam/: its IP Ranges, its size (addresses ADD can hand out: rangeStart..rangeEnd
 without the network, broadcast and gateway addresses), how many addresses are allocated, how many of the
 size are free, and the share used. A pool whose key the plugin would refuse is listed with the reason.
-With --json: an array of objects; size and free are decimal strings, as IPv6 pools exceed 2^53.`,
+With --json: an array of objects; size and free are decimal strings, as IPv6 pools exceed 2^53.
 
-  async run({ connect }) {
+Options:
+  --prometheus  print the figures in the Prometheus text format instead, for node_exporter's textfile
+                collector: consul_ipam_pool_{size,allocated,free}_addresses{pool="NAME"} and
+                consul_ipam_pool_valid (0 for a pool key the plugin refuses; it has no size or free)
+
+Example:
+  consul-ipam pool list --prometheus > /var/lib/node_exporter/consul_ipam.prom.$$ &&
+    mv /var/lib/node_exporter/consul_ipam.prom.$$ /var/lib/node_exporter/consul_ipam.prom`,
+
+  async run({ values, connect }) {
+    if (values.prometheus && values.json) throw new UsageError('--prometheus and --json each choose the output format: use one of them');
     const kv = await connect();
     const pools = poolsFromKeys(await kv.keys('ipam/'));
     const names = [...pools.keys()].sort();
@@ -105,6 +117,10 @@ With --json: an array of objects; size and free are decimal strings, as IPv6 poo
             pool.ranges.map(describeRange).join('; '),
           ],
     );
+    if (values.prometheus) {
+      const figures = read.map((pool) => ('error' in pool ? pool : { name: pool.name, allocated: pool.usage.allocated, size: pool.usage.size, free: pool.usage.free }));
+      return { text: renderPrometheus(figures), json };
+    }
     const text = read.length === 0 ? 'no pools under ipam/ (a token that may not read ipam/ sees none either)' : renderTable(columns, rows);
     return { text, json };
   },

@@ -19,6 +19,8 @@ export const releaseCommand: Command = {
   help: `Deletes ipam/NAME/IP, the allocation of IP in pool NAME, so the plugin may hand the address out again.
 The key is read, then deleted only if it has not changed since: an address re-allocated in the meantime is
 never released by mistake. Releasing does not touch the container that still uses the address.
+To release the leaked addresses a consul-ipam check report lists: consul-ipam release --from-report REPORT
+(see consul-ipam release --from-report REPORT --help).
 
 Options:
   --target ID  release only if the address is allocated to this container (its CNI container ID)

@@ -12,9 +12,11 @@ import { poolListCommand } from './pool-list';
 import { poolSetCommand } from './pool-set';
 import { poolShowCommand } from './pool-show';
 import { releaseCommand } from './release';
+import { checkCommand } from './check';
+import { releaseFromReportCommand } from './release-from-report';
 
-/** Every command, in the order --help lists them. */
-export const commands: readonly Command[] = [poolSetCommand, poolListCommand, poolShowCommand, releaseCommand];
+/** Every command, in the order --help lists them; a form selected by an option comes before its plain form. */
+export const commands: readonly Command[] = [poolSetCommand, poolListCommand, poolShowCommand, checkCommand, releaseFromReportCommand, releaseCommand];
 
 /** What the process gets and gives. */
 export interface CliIo {
@@ -27,19 +29,26 @@ const optionUsage: Partial<Record<OptionName, string>> = {
   range: '--range SUBNET[,START,END,GATEWAY]...',
   force: '[--force]',
   target: '[--target ID]',
+  output: '[-o REPORT]',
+  'from-report': '--from-report REPORT',
+  grace: '[--grace DURATION]',
 };
 
+/** How the command is named in lists: its words, its selecting option, its arguments. */
+const callOf = (command: Command): string =>
+  [...command.words, ...(command.selectedBy ? [optionUsage[command.selectedBy] ?? `--${command.selectedBy}`] : []), ...command.args, ...(command.rest ? [`[${command.rest}...]`] : [])].join(' ');
+
 const usageOf = (command: Command): string =>
-  ['consul-ipam [options]', ...command.words, ...command.args, ...command.options.map((name) => optionUsage[name] ?? `[--${name}]`)].join(' ');
+  ['consul-ipam [options]', callOf(command), ...command.options.filter((name) => name !== command.selectedBy).map((name) => optionUsage[name] ?? `[--${name}]`)].join(' ');
 
 const globalHelp = (): string => {
-  const width = Math.max(...commands.map((c) => [...c.words, ...c.args].join(' ').length));
+  const width = Math.max(...commands.map((c) => callOf(c).length));
   return `consul-ipam ${version}: manage the IP pools of ipam-da-consul in Consul KV
 
 Usage: consul-ipam [options] <command> [arguments]
 
 Commands:
-${commands.map((c) => `  ${[...c.words, ...c.args].join(' ').padEnd(width)}  ${c.summary}`).join('\n')}
+${commands.map((c) => `  ${callOf(c).padEnd(width)}  ${c.summary}`).join('\n')}
 
 Options, for every command (each defaults to the environment variable Consul's own CLI reads):
   --consul URL       a Consul HTTP address; repeat to give several: they are tried in order and the first
@@ -67,7 +76,7 @@ The options of every command (--consul, --token, --json, ...): see consul-ipam -
 
 /** The command named by the first words, and its arguments; a UsageError for an unknown one. */
 function findCommand(words: readonly string[], values: OptionValues): Command | undefined {
-  const command = commands.find((c) => c.words.every((word, i) => words[i] === word));
+  const command = commands.find((c) => c.words.every((word, i) => words[i] === word) && (c.selectedBy === undefined || values[c.selectedBy] !== undefined));
   if (command !== undefined) return command;
   if (words[0] === 'pool') {
     const known = commands.filter((c) => c.words[0] === 'pool').map((c) => c.words[1]);
@@ -79,10 +88,10 @@ function findCommand(words: readonly string[], values: OptionValues): Command | 
 
 /** Refuses options the command does not take and surplus or missing arguments, naming the command's usage. */
 function checkCall(command: Command, args: readonly string[], values: OptionValues): void {
-  const name = command.words.join(' ');
+  const name = [...command.words, ...(command.selectedBy ? [`--${command.selectedBy}`] : [])].join(' ');
   const foreign = givenOptions(values).filter((option) => !globalOptions.includes(option) && !command.options.includes(option));
   if (foreign.length > 0) throw new UsageError(`${foreign.map((o) => `--${o}`).join(', ')} does not apply to ${name}`);
-  if (args.length > command.args.length) throw new UsageError(`${name}: unexpected argument ${JSON.stringify(args[command.args.length])}`);
+  if (args.length > command.args.length && command.rest === undefined) throw new UsageError(`${name}: unexpected argument ${JSON.stringify(args[command.args.length])}`);
   if (args.length < command.args.length) throw new UsageError(`${name}: missing ${command.args.slice(args.length).join(' and ')}`);
 }
 
@@ -125,10 +134,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const args = named.slice(command.words.length);
     checkCall(command, args, values);
     const consul = connectionOptions(values, io.env);
-    const output = await command.run({ args, values, connect: () => connect(consul, silentLog) });
+    const output = await command.run({ args, values, servers: consul.servers, connect: () => connect(consul, silentLog) });
     for (const warning of output.warnings ?? []) io.writeStderr(`consul-ipam: warning: ${warning}\n`);
     io.writeStdout(json ? `${JSON.stringify(output.json, null, 2)}\n` : `${output.text}\n`);
-    return 0;
+    return output.exitCode ?? 0;
   } catch (caught) {
     const report: Report = withHelpHint(reportOf(caught), helpFor);
     io.writeStderr(`${reportLine(report)}\n`);

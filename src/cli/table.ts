@@ -19,3 +19,12 @@ export function renderTable(columns: readonly Column[], rows: ReadonlyArray<read
       .trimEnd();
   return [line(columns.map((column) => column.heading)), ...rows.map(line)].join('\n');
 }
+
+/**
+ * A cell read from Consul, safe to print: text with white space or control characters (a newline could fake a
+ * row) is shown as a JSON string instead.
+ */
+export function safeCell(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\s\u0000-\u001f\u007f-\u009f]/.test(text) || text === '' ? JSON.stringify(text) : text;
+}

@@ -60,6 +60,11 @@ export interface ConsulKv {
   /** DELETE with `?cas`: true when deleted, false when the key changed since `cas`. */
   deleteCas(key: string, cas: number): Promise<boolean>;
   txn(ops: readonly TxnOp[]): Promise<TxnOutcome>;
+  /**
+   * GET /v1/catalog/nodes: the names of the cluster's nodes (consul-ipam check matches allocation hosts with
+   * them). Under ACLs the list silently leaves out nodes the token may not read.
+   */
+  nodes(): Promise<string[]>;
 }
 
 /** Delay before retry `attempt` (1-based) of a transient failure; 0 means give up. About 3 s in all, jittered. */
@@ -290,6 +295,15 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       }
       const body = parse<{ Results?: Array<{ KV?: RawEntry }> | null }>(what, response.body);
       return { applied: true, entries: (body.Results ?? []).flatMap((r) => (r.KV ? [toEntry(r.KV)] : [])) };
+    },
+    async nodes() {
+      const what = 'the catalog of nodes';
+      const response = await send(what, 'v1/catalog/nodes', {});
+      expectOk(what, response);
+      const body = parse<unknown>(what, response.body);
+      if (!Array.isArray(body)) throw new ConsulFailure(ErrorCode.KvFailure, `Consul sent an answer to ${what} that is not a list`, `${server}: ${response.body.slice(0, 200)}`);
+      // Only names are used, and only to compare: an entry without a string Node is dropped, never trusted.
+      return body.flatMap((node: unknown) => (typeof (node as { Node?: unknown })?.Node === 'string' ? [(node as { Node: string }).Node] : []));
     },
   };
 }

@@ -27,8 +27,20 @@ export interface ConsulAgent {
   url: string; // http://127.0.0.1:P
   httpsUrl?: string;
   port: number;
+  /** The Serf LAN port, for another agent to -retry-join. */
+  serfLanPort: number;
   stop(): Promise<void>;
   kv: KvHelper;
+}
+
+/** A client agent (not -dev, not a server) that joined a server under its own node name. */
+export interface ClientAgent {
+  node: string;
+  url: string;
+  /** Kills it without a leave, like a host that dies: the servers keep its node, marked failed. */
+  crash(): Promise<void>;
+  /** Stops it (graceful leave when it still runs) and removes its data dir. */
+  stop(): Promise<void>;
 }
 
 export interface StartConsulOptions {
@@ -335,10 +347,76 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
       url,
       httpsUrl: options.https ? `https://127.0.0.1:${httpsPort}` : undefined,
       port,
+      serfLanPort: lan,
       stop: () => proc.kill(),
       kv: kvHelper(url, token),
     };
   });
+}
+
+/** The node names in `url`'s catalog. */
+export async function catalogNodes(url: string): Promise<string[]> {
+  const res = await fetch(`${url}/v1/catalog/nodes`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`consul GET ${url}/v1/catalog/nodes: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as Array<{ Node: string }>).map((n) => n.Node);
+}
+
+/**
+ * A second agent, as on every other host of a cluster: a client agent with its own node name, data dir and
+ * ports that -retry-joins `server`. Resolves once the server's catalog lists the node.
+ */
+export async function startClientAgent(server: ConsulAgent, node: string): Promise<ClientAgent> {
+  return withPortRetries(async () => {
+    const [http, lan] = (await freePorts(2)) as [number, number];
+    const dataDir = mkdtempSync(path.join(tmpdir(), `consul-${node}-`));
+    const args = [
+      'agent', '-node', node, '-data-dir', dataDir, '-bind', '127.0.0.1', '-client', '127.0.0.1',
+      '-http-port', String(http), '-dns-port', '-1', '-grpc-port', '-1', '-serf-lan-port', String(lan),
+      '-retry-join', `127.0.0.1:${server.serfLanPort}`, '-retry-interval', '250ms',
+    ];
+    const proc = spawnAgent(args);
+    const url = `http://127.0.0.1:${http}`;
+    const stop = async (): Promise<void> => {
+      await proc.kill();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+    try {
+      await waitUntil(proc, `${node} in the catalog of ${server.url}`, async () => (await catalogNodes(server.url).catch((): string[] => [])).includes(node));
+      await waitUntil(proc, `${node}'s HTTP API with a leader`, async () => !!(await getLeader(url)));
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    return {
+      node,
+      url,
+      crash: async () => {
+        proc.child.kill('SIGKILL');
+        await proc.exited;
+      },
+      stop,
+    };
+  });
+}
+
+/**
+ * `consul force-leave -prune NODE` against `server`, as an operator removes a dead host; resolves once the
+ * catalog no longer lists the node. (Consul 1.8 takes about 8 s to answer it.)
+ */
+export async function forceLeave(server: ConsulAgent, node: string): Promise<void> {
+  const child = spawn(consulBinary(), ['force-leave', '-prune', `-http-addr=${server.url}`, node], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const status = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  clearTimeout(timer);
+  if (status !== 0) throw new Error(`consul force-leave -prune ${node} failed (status ${status}): ${output}`);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while ((await catalogNodes(server.url)).includes(node)) {
+    if (Date.now() > deadline) throw new Error(`${node} is still in the catalog of ${server.url} after force-leave`);
+    await sleep(POLL_MS);
+  }
 }
 
 // ---------------------------------------------------------------------------
