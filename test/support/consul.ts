@@ -391,6 +391,7 @@ export async function startClientAgent(server: ConsulAgent, node: string): Promi
       node,
       url,
       crash: async () => {
+        proc.child.ref(); // unref'd at spawn: keep the event loop alive until it is really gone
         proc.child.kill('SIGKILL');
         await proc.exited;
       },

@@ -40,7 +40,7 @@ describe('checkPool', () => {
         entry('ipam/web/10.0.22.5', { target: 'c5', ifname: 'eth0', host: 'node-a' }), // outside every range
         entry('ipam/web/10.0.20.1', { target: 'c6', ifname: 'eth0', host: 'node-a' }), // the gateway
         entry('ipam/web/10.0.20.50', { target: 'c7', ifname: 'eth0', host: 'node-a' }), // static: fine
-        entry('ipam/web/010.0.21.99', { target: 'c8' }), // an address, not in canonical text
+        entry('ipam/web/fd00:0:0:0:0:0:0:1', { target: 'c8' }), // an address, not in canonical text
         entry('ipam/web/notes', 'hello'),
       ],
     },
@@ -49,7 +49,7 @@ describe('checkPool', () => {
 
   test('each key with its problems; the fine ones are not listed', () =>
     assert.deepEqual(kindsOf(checked), {
-      'ipam/web/010.0.21.99': ['non-canonical-key'],
+      'ipam/web/fd00:0:0:0:0:0:0:1': ['non-canonical-key'],
       'ipam/web/10.0.20.1': ['outside-ranges'],
       'ipam/web/10.0.21.91': ['dead-host'],
       'ipam/web/10.0.21.92': ['duplicate'],
@@ -89,7 +89,7 @@ describe('checkPool', () => {
     assert.deepEqual([checked.size, checked.allocated, checked.free], ['61', 12, '52']));
 
   test('the non-canonical key names its canonical key; the outside one says where it lies', () => {
-    assert.match(checked.problems.find((p) => p.key === 'ipam/web/010.0.21.99')?.problems[0]?.detail ?? '', /move this allocation to ipam\/web\/10\.0\.21\.99/);
+    assert.match(checked.problems.find((p) => p.key === 'ipam/web/fd00:0:0:0:0:0:0:1')?.problems[0]?.detail ?? '', /names fd00::1 in another spelling: .*move this allocation to ipam\/web\/fd00::1$/);
     assert.match(checked.problems.find((p) => p.key === 'ipam/web/10.0.22.5')!.problems[0]!.detail, /outside every range/);
     assert.match(checked.problems.find((p) => p.key === 'ipam/web/10.0.20.1')!.problems[0]!.detail, /the gateway/);
   });
