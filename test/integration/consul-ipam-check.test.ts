@@ -10,6 +10,8 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { catalogNodes, forceLeave, startClientAgent, startConsul, type ClientAgent, type ConsulAgent } from '../support/consul';
 import { assertFailure, assertOk, execute, json, show, type Run } from '../support/cli';
+import { assertNoKvWrite, createToken, kvState } from '../support/reliability';
+import { closedPortUrl } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'bin/consul-ipam');
@@ -188,8 +190,10 @@ describe('every other problem kind, made for real', () => {
 
   test('check reports each kind, and which it would release', async () => {
     const file = path.join(scratch, 'kinds.json');
+    const before = await kvState(server.url);
     const run = await consulIpam('check', pool, '--json', '-o', file);
     assertOk(run);
+    assertNoKvWrite(before, await kvState(server.url), 'check changes nothing');
     assert.deepEqual(json(run), JSON.parse(readFileSync(file, 'utf8')), '--json prints the report it writes');
     assert.deepEqual(kinds(json(run), pool), {
       [`ipam/${pool}/${first}`]: ['duplicate'],
@@ -283,8 +287,38 @@ describe('consul-ipam check and release: usage errors', () => {
     report.createdAt = '2000-01-01T00:00:00.000Z';
     report.pools[0].problems[0] = { ...report.pools[0].problems[0], key: 'ipam/kinds', problems: [{ kind: 'invalid-value', detail: '' }] };
     writeFileSync(forged, JSON.stringify(report));
-    const run = await consulIpam('release', '--from-report', forged, '--yes');
+    // Through a port where nothing listens: the report is refused before any request is tried.
+    const run = await execute(cli, ['--consul', await closedPortUrl(), 'release', '--from-report', forged, '--yes']);
     assertFailure(run, 1, /forged\.json is not a report of consul-ipam check: key "ipam\/kinds" is not an allocation key of pool kinds/);
     assert.notEqual(await server.kv.get('ipam/kinds'), undefined);
+  });
+});
+
+describe('consul-ipam check with ACLs', () => {
+  const master = '5f0c7a2e-8d1b-4c3a-9e2f-6b7a8c9d0e1f';
+  let secured: ConsulAgent;
+
+  before(async () => {
+    secured = await startConsul({ aclMasterToken: master });
+  });
+  after(async () => {
+    await secured?.stop();
+  });
+
+  test('a token that may not read the catalog sees no node: no host is reported dead, and the note says why', async () => {
+    const kvOnly = await createToken(secured.url, master, 'kv-only', 'key_prefix "ipam/" { policy = "read" }');
+    const withNodes = await createToken(secured.url, master, 'kv-and-nodes', 'key_prefix "ipam/" { policy = "read" } node_prefix "" { policy = "read" }');
+    await secured.kv.put('ipam/acl', [{ subnet: '10.40.0.0/24' }]);
+    await secured.kv.put('ipam/acl/10.40.0.5', { target: 'c1', ifname: 'eth0', host: live });
+    await secured.kv.put('ipam/acl/10.40.0.6', { target: 'c2', ifname: 'eth0', host: 'gone' });
+
+    const blind = await execute(cli, ['--consul', secured.url, '--token', kvOnly, 'check', '--json']);
+    assertOk(blind);
+    assert.deepEqual([json(blind).nodes, kinds(json(blind), 'acl')], [[], {}]);
+    assert.match(json(blind).pools[0].notes[0], /no host reported dead: none of the 2 hosts .* \(the catalog lists 0 nodes\), .*node:read/);
+
+    const seeing = await execute(cli, ['--consul', secured.url, '--token', withNodes, 'check', '--json']);
+    assertOk(seeing);
+    assert.deepEqual(kinds(json(seeing), 'acl'), { 'ipam/acl/10.40.0.6': ['dead-host'] });
   });
 });
