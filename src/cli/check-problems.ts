@@ -64,7 +64,7 @@ export function checkPool(pool: PoolInput, nodes: NodeNames): PoolCheck {
     const tail = key.slice(`ipam/${name}/`.length);
     const canonical = canonicalIp(tail);
     if (canonical === undefined) {
-      flag(key, { kind: 'invalid-key', detail: `not named after an IP address: it holds no address (${error})` });
+      flag(key, { kind: 'invalid-key', detail: 'not named after an IP address: it holds no address' });
     } else if (canonical !== tail) {
       flag(key, {
         kind: 'non-canonical-key',

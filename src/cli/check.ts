@@ -29,7 +29,7 @@ function writeReport(file: string, report: CheckReport): void {
 
 /** The text for people: per pool its use, its problem keys in a table, and what could not be judged. */
 function describe(report: CheckReport, file: string | undefined): string {
-  const lines = [`checked ${report.pools.length} pool${report.pools.length === 1 ? '' : 's'} at ${report.createdAt} through ${report.server} (${report.nodes.length} Consul nodes)`];
+  const lines = [`checked ${report.pools.length} pool${report.pools.length === 1 ? '' : 's'} at ${report.createdAt} through ${report.server} (${report.nodes.length} Consul node${report.nodes.length === 1 ? '' : 's'})`];
   for (const pool of report.pools) {
     const use = pool.error === undefined ? `${pool.size} addresses, ${pool.allocated} allocated, ${pool.free} free` : `invalid: ${pool.error}; ${pool.allocated} allocated`;
     lines.push('', `pool ${pool.name}: ${use}${pool.problems.length === 0 ? '; no problems' : ''}`);
