@@ -64,12 +64,15 @@ interface Scenario {
   cleanup: Cleanup;
   /** A fresh namespace for container `n` of this scenario; returns its name and path. */
   netns(n?: number): { name: string; path: string };
+  /** A second pool in the scenario's slice, listed after the first in `conflist`, made on first use. */
+  secondPool(): Promise<string>;
   conflist(cniVersion?: string): object;
   request(containerId: string, netnsPath: string, more?: Partial<LibcniRequest>): LibcniRequest;
-  /** The allocations of the pool as `ip → target`. */
-  allocations(): Promise<Record<string, string>>;
+  /** The allocations of the pool (default the first) as `ip → target`. */
+  allocations(of?: string): Promise<Record<string, string>>;
 }
 
+/** `size` addresses from the start of the scenario's slice of 16 for its pool; the rest for a second pool. */
 async function scenario(size = 12): Promise<Scenario> {
   const index = ++scenarioCount;
   const pool = `libcni-${suffix}-${index}`;
@@ -78,8 +81,17 @@ async function scenario(size = 12): Promise<Scenario> {
   await putPool(consul.kv, pool, [{ subnet, gateway, rangeStart: `10.97.${octet}.${first}`, rangeEnd: `10.97.${octet}.${first + size - 1}` }]);
   const cleanup = new Cleanup();
   const cacheDir = path.join(work, `cache-${index}`);
+  const pools = [pool];
   const self: Scenario = {
     pool,
+    async secondPool() {
+      const second = `${pool}-b`;
+      if (!pools.includes(second)) {
+        await putPool(consul.kv, second, [{ subnet, gateway, rangeStart: `10.97.${octet}.${first + size}`, rangeEnd: `10.97.${octet}.${first + 15}` }]);
+        pools.push(second);
+      }
+      return second;
+    },
     cleanup,
     netns(n = 0) {
       const name = `lcni-${suffix}-${index}-${n}`;
@@ -94,10 +106,12 @@ async function scenario(size = 12): Promise<Scenario> {
             type: 'bridge',
             bridge: bridgeName,
             isGateway: true,
+            // libcni passes runtimeConfig.ips only to a plugin that declares the capability.
+            capabilities: { ips: true },
             ipam: {
               type: 'ipam-delegated',
               delegates: ['ipam-ds-static', 'ipam-da-consul'],
-              pools: [{ name: pool }],
+              pools: pools.map((name) => ({ name })),
               consul_servers: [consul.url],
               data_dir: path.join(work, 'data'),
             },
@@ -108,11 +122,11 @@ async function scenario(size = 12): Promise<Scenario> {
     request(containerId, netnsPath, more = {}) {
       return { conflist: self.conflist(), cniPath: [binDir, referencePlugins], cacheDir, containerId, netns: netnsPath, ...more };
     },
-    async allocations() {
+    async allocations(of = pool) {
       const out: Record<string, string> = {};
-      for (const key of await allocationKeys(consul.kv, pool)) {
+      for (const key of await allocationKeys(consul.kv, of)) {
         const value = await consul.kv.getJson<{ target: string }>(key);
-        out[key.slice(`ipam/${pool}/`.length)] = value?.target ?? '<no target>';
+        out[key.slice(`ipam/${of}/`.length)] = value?.target ?? '<no target>';
       }
       return out;
     },
@@ -260,6 +274,68 @@ test('CNI_ARGS exactly as Nomad 1.9 sends them on ADD, and none on DEL', { skip 
 
     libcniOk(await libcni(driver, 'DEL', s.request(allocId, ns.path)), 'DEL without CNI_ARGS');
     assert.deepEqual(await s.allocations(), {});
+  } finally {
+    await s.cleanup.run();
+  }
+});
+
+test('CNI_ARGS IP= and the ips capability give the container the address it asks for', { skip }, async () => {
+  const s = await scenario();
+  try {
+    // Static addresses usually live outside rangeStart..rangeEnd, in the subnet: the top of the /24.
+    const asked = `10.97.${octet}.${240 + (scenarioCount % 14)}`;
+    const capability = `10.97.${octet}.${241 + (scenarioCount % 14)}`;
+    const byArgs = s.netns(1);
+    const byCapability = s.netns(2);
+
+    const request = s.request('alloc-static-args', byArgs.path, { args: [['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'web'], ['IP', asked]] });
+    assert.equal(assertOnEth0(libcniOk(await libcni(driver, 'ADD', request), 'ADD with IP='), byArgs.name), `${asked}/24`);
+    const viaCapability = s.request('alloc-static-cap', byCapability.path, { capabilityArgs: { ips: [`${capability}/24`] } });
+    assert.equal(assertOnEth0(libcniOk(await libcni(driver, 'ADD', viaCapability), 'ADD with the ips capability'), byCapability.name), `${capability}/24`);
+    assert.deepEqual(await s.allocations(), { [asked]: 'alloc-static-args', [capability]: 'alloc-static-cap' });
+
+    // Asked again by the container that holds it (a retried ADD, podman's reload): success, same address.
+    recreateNetns(byArgs.name);
+    assert.equal(assertOnEth0(libcniOk(await libcni(driver, 'ADD', request), 'ADD with IP= again'), byArgs.name), `${asked}/24`);
+    assert.deepEqual(await s.allocations(), { [asked]: 'alloc-static-args', [capability]: 'alloc-static-cap' });
+
+    // An address outside the pool's subnet is refused as requested-ip is (103); two sources that disagree, 7.
+    // (Runtimes always send IgnoreUnknown: without it, bridge itself refuses IP= and IPAM_POOL=.)
+    const before = await s.allocations();
+    const outside = await libcni(driver, 'ADD', s.request('alloc-static-bad', s.netns(3).path, { args: [['IgnoreUnknown', '1'], ['IP', '10.55.0.9']] }));
+    assert.equal(outside.json?.code, 103, `outside the pool: ${outside.stdout}`);
+    assert.match(outside.json?.msg ?? '', /requested IP 10\.55\.0\.9 does not fit pool/);
+    const disagree = await libcni(driver, 'ADD', s.request('alloc-static-two', s.netns(4).path, { args: [['IgnoreUnknown', '1'], ['IP', asked]], capabilityArgs: { ips: [`${capability}/24`] } }));
+    assert.equal(disagree.json?.code, 7, `two sources: ${disagree.stdout}`);
+    assert.match(disagree.json?.msg ?? '', /CNI_ARGS IP and runtimeConfig\.ips ask for different addresses/);
+    assert.deepEqual(await s.allocations(), before, 'the refused ADDs wrote nothing');
+
+    libcniOk(await libcni(driver, 'DEL', request), 'DEL');
+    libcniOk(await libcni(driver, 'DEL', viaCapability), 'DEL');
+    assert.deepEqual(await s.allocations(), {});
+  } finally {
+    await s.cleanup.run();
+  }
+});
+
+test('CNI_ARGS IPAM_POOL= picks the pool among those the config lists', { skip }, async () => {
+  const s = await scenario(8);
+  try {
+    const second = await s.secondPool();
+    const ns = s.netns();
+    const request = s.request('alloc-pool-b', ns.path, { args: [['IgnoreUnknown', 'true'], ['IPAM_POOL', second]] });
+    const address = assertOnEth0(libcniOk(await libcni(driver, 'ADD', request), 'ADD with IPAM_POOL='), ns.name);
+    assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' });
+    assert.deepEqual(await s.allocations(), {}, 'nothing from the first pool');
+
+    const unknown = await libcni(driver, 'ADD', s.request('alloc-pool-x', s.netns(1).path, { args: [['IgnoreUnknown', 'true'], ['IPAM_POOL', 'elsewhere']] }));
+    assert.equal(unknown.json?.code, 7, `a pool the config does not list: ${unknown.stdout}`);
+    assert.match(unknown.json?.msg ?? '', /IPAM_POOL names pool elsewhere, which the network config does not list/);
+    assert.match(unknown.json?.details ?? '', new RegExp(`the config lists ${s.pool}, ${second}`));
+    assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' });
+
+    libcniOk(await libcni(driver, 'DEL', request), 'DEL with IPAM_POOL=');
+    assert.deepEqual(await s.allocations(second), {});
   } finally {
     await s.cleanup.run();
   }
