@@ -171,14 +171,15 @@ export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
 
 /**
  * Parses stdin for ADD, DEL and CHECK, with the per-container requests of CNI_ARGS (`IP=`, `IPAM_POOL=`)
- * and of the config (`args.cni.ips`, `runtimeConfig.ips`); every failure is a CniError naming the field and value.
+ * and of the config (`args.cni.ips`, `runtimeConfig.ips`; not read when `staticIp` is false, as on DEL);
+ * every failure is a CniError naming the field and value.
  */
-export function parseConfig(stdin: string, args: ReadonlyMap<string, string> = new Map()): DelegateConfig {
+export function parseConfig(stdin: string, args: ReadonlyMap<string, string> = new Map(), staticIp = true): DelegateConfig {
   const { cluster, config } = decodeNetworkConfig(stdin);
   const { prevResult } = config;
   const pools = Pools.decode(prevResult?.pools);
   if (isLeft(pools)) throw invalidConfigError(pools.left, 'prevResult.pools');
-  const perContainer = readPerContainerRequest(config, args);
+  const perContainer = readPerContainerRequest(config, args, staticIp);
   const chosen = choosePools(pools.right, perContainer.pools);
   const [first] = chosen;
   const dashed = first!['requested-ip'];

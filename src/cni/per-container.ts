@@ -37,13 +37,20 @@ function addressOf(text: unknown): string | undefined {
   return ip;
 }
 
-/** One source's addresses: none, or exactly one (one pool, one address: dual-stack is not supported here). */
+/**
+ * One source's addresses: none, or exactly one (one pool, one address: dual-stack is not supported here).
+ * The same address twice is one: podman 4.3's reload sends `runtimeConfig.ips` with the address repeated.
+ */
 function oneAddress(source: string, values: readonly unknown[], code: ErrorCode): string | undefined {
-  const addresses = values.map((value) => {
-    const ip = addressOf(value);
-    if (ip === undefined) throw new CniError(code, `invalid ${source}: expected an IP address (like 10.0.0.5 or 10.0.0.5/24), got ${showValue(value)}`);
-    return ip;
-  });
+  const addresses = [
+    ...new Set(
+      values.map((value) => {
+        const ip = addressOf(value);
+        if (ip === undefined) throw new CniError(code, `invalid ${source}: expected an IP address (like 10.0.0.5 or 10.0.0.5/24), got ${showValue(value)}`);
+        return ip;
+      }),
+    ),
+  ];
   if (addresses.length > 1) {
     throw new CniError(code, `invalid ${source}: expected one IP address, got ${addresses.length}`, `${addresses.join(', ')}: one container takes one address from one pool`);
   }
@@ -59,8 +66,12 @@ function listAt(source: string, value: unknown): readonly unknown[] {
 /**
  * Reads the per-container requests from CNI_ARGS and the config object. Two sources that name different
  * addresses are an invalid config (7); a malformed CNI_ARGS value is an invalid environment (4).
+ * Without `staticIp` only IPAM_POOL is read: DEL releases whatever the container holds, so a bad static IP
+ * must not make it fail and leak the address (Nomad never retries a DEL).
  */
-export function readPerContainerRequest(config: unknown, args: ReadonlyMap<string, string>): PerContainerRequest {
+export function readPerContainerRequest(config: unknown, args: ReadonlyMap<string, string>, staticIp = true): PerContainerRequest {
+  const pools = readPools(args);
+  if (!staticIp) return pools ? { pools } : {};
   const decoded = PerContainerFields.decode(config);
   const fields = isLeft(decoded) ? {} : decoded.right;
   const rawIp = args.get('IP');
@@ -81,16 +92,19 @@ export function readPerContainerRequest(config: unknown, args: ReadonlyMap<strin
     );
   }
 
-  const rawPools = args.get('IPAM_POOL');
-  let pools: string[] | undefined;
-  if (rawPools !== undefined && rawPools !== '') {
-    pools = rawPools.split(',');
-    const bad = pools.find((name) => isLeft(KeySegment.decode(name)));
-    if (bad !== undefined) {
-      throw new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_ARGS IPAM_POOL ${JSON.stringify(rawPools)}: expected pool names separated by ",", got ${JSON.stringify(bad)}`);
-    }
-  }
   return { ...(first ? { ip: first } : {}), ...(pools ? { pools } : {}) };
+}
+
+/** CNI_ARGS IPAM_POOL: pool names that will become key segments, so checked as such. */
+function readPools(args: ReadonlyMap<string, string>): string[] | undefined {
+  const raw = args.get('IPAM_POOL');
+  if (raw === undefined || raw === '') return undefined;
+  const pools = raw.split(',');
+  const bad = pools.find((name) => isLeft(KeySegment.decode(name)));
+  if (bad !== undefined) {
+    throw new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_ARGS IPAM_POOL ${JSON.stringify(raw)}: expected pool names separated by ",", got ${JSON.stringify(bad)}`);
+  }
+  return pools;
 }
 
 /**

@@ -159,3 +159,32 @@ test("a container started when the network's pool is full fails with the pool-fu
   await Promise.all(['full-0', 'full-1'].map((name) => podman.ok(['rm', '--force', '--time', '0', name])));
   assert.deepEqual(await allocations(), {});
 });
+
+test('podman run --ip gets that address, and podman network reload keeps every address', { skip }, async () => {
+  const range = await resetPool(4);
+  const fixed = `10.96.${octet}.200`; // in the subnet, outside the range: where static addresses usually live
+  const fixedId = await startContainer('fixed', '--ip', fixed);
+  assert.equal(await addressInspected('fixed'), fixed);
+  assert.equal(await addressInside('fixed'), `${fixed}/24`);
+  const dynamicId = await startContainer('dynamic');
+  const dynamic = await addressInspected('dynamic');
+  assert.ok(range.includes(dynamic), `${dynamic} is from the pool`);
+  assert.deepEqual(await allocations(), { [fixed]: fixedId, [dynamic]: dynamicId });
+
+  // Reload tears each container's network down and sets it up again, re-sending its address as IP=.
+  await podman.ok(['network', 'reload', 'fixed', 'dynamic']);
+  assert.equal(await addressInspected('fixed'), fixed);
+  assert.equal(await addressInside('fixed'), `${fixed}/24`);
+  assert.equal(await addressInspected('dynamic'), dynamic);
+  assert.equal(await addressInside('dynamic'), `${dynamic}/24`);
+  assert.deepEqual(await allocations(), { [fixed]: fixedId, [dynamic]: dynamicId });
+
+  // An address outside the network's subnet is refused with our error, and nothing is written.
+  const outside = await podman.run(['run', '--detach', '--name', 'outside', '--network', networkName, '--ip', '10.55.0.9', podman.image, 'sleep', '300']);
+  assert.notEqual(outside.code, 0, `--ip outside the subnet must fail: ${outside.stdout}`);
+  assert.match(outside.stderr, /requested IP 10\.55\.0\.9 does not fit pool/);
+  assert.deepEqual(await allocations(), { [fixed]: fixedId, [dynamic]: dynamicId });
+
+  await Promise.all(['fixed', 'dynamic', 'outside'].map((name) => podman.ok(['rm', '--force', '--time', '0', name])));
+  assert.deepEqual(await allocations(), {});
+});

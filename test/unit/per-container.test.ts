@@ -32,6 +32,7 @@ describe('a static IP per container', () => {
     ['runtimeConfig.ips, CIDR form as libcni passes it', '', { runtimeConfig: { ips: ['10.0.0.52/24'] } }, '10.0.0.52'],
     ['every source naming the same address', 'IP=10.0.0.53', { args: { cni: { ips: ['10.0.0.53/24'] } }, runtimeConfig: { ips: ['10.0.0.53/16'] } }, '10.0.0.53'],
     ['an empty IP= is no request', 'IP=', {}, undefined],
+    ['the same address twice is one (podman 4.3 reload repeats runtimeConfig.ips)', 'IP=10.0.0.54', { runtimeConfig: { ips: ['10.0.0.54/24', '10.0.0.54'] } }, '10.0.0.54'],
     ['empty lists are no request', '', { args: { cni: { ips: [] } }, runtimeConfig: { ips: [] } }, undefined],
     ['other keys of args are someone else\'s', '', { args: { cni: { labels: ['x'] }, k8s: 1 } }, undefined],
   ];
@@ -57,6 +58,11 @@ describe('a static IP per container', () => {
     fails(() => parseConfig(stdin(), cniArgs('IP=10.0.0.1/33')), ErrorCode.InvalidEnvironment, /CNI_ARGS IP/);
     fails(() => parseConfig(stdin({ args: { cni: { ips: '10.0.0.1' } } })), ErrorCode.InvalidConfig, /expected an array of IP addresses at args.cni.ips/);
     fails(() => parseConfig(stdin({ runtimeConfig: { ips: [42] } })), ErrorCode.InvalidConfig, /invalid runtimeConfig.ips: .* got 42/);
+  });
+
+  test('DEL reads no static IP: a bad one must not make it fail and leak the address', () => {
+    const config = parseConfig(stdin({ runtimeConfig: { ips: ['nonsense'] } }), cniArgs('IP=10.0.0.300;IPAM_POOL=red'), false);
+    assert.deepEqual(config.pool, { name: 'red' });
   });
 
   test('more than one address from one source is refused: one pool gives one address', () => {
