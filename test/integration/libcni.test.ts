@@ -334,6 +334,10 @@ test('CNI_ARGS IPAM_POOL= picks the pool among those the config lists', { skip }
     assert.match(unknown.json?.details ?? '', new RegExp(`the config lists ${s.pool}, ${second}`));
     assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' });
 
+    // The README's warning: Nomad sends no CNI_ARGS on DEL, and such a DEL looks in the first pool only.
+    libcniOk(await libcni(driver, 'DEL', { ...request, args: [] }), 'DEL without CNI_ARGS');
+    assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' }, 'a DEL without IPAM_POOL leaves it taken');
+
     libcniOk(await libcni(driver, 'DEL', request), 'DEL with IPAM_POOL=');
     assert.deepEqual(await s.allocations(second), {});
   } finally {
