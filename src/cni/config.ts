@@ -10,6 +10,7 @@ import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
 import { invalidConfigError, problemText } from './decode-report';
 import { CniError, ErrorCode } from './errors';
+import { choosePools, readPerContainerRequest } from './per-container';
 import { maxConfigBytes } from './stdin';
 import { checkVersion, type CniVersion } from './versions';
 
@@ -168,13 +169,19 @@ export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
   return { ...cluster, pools, validAttachments: attachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })) };
 }
 
-/** Parses stdin for ADD, DEL and CHECK; every failure is a CniError naming the field and value. */
-export function parseConfig(stdin: string): DelegateConfig {
+/**
+ * Parses stdin for ADD, DEL and CHECK, with the per-container requests of CNI_ARGS (`IP=`, `IPAM_POOL=`)
+ * and of the config (`args.cni.ips`, `runtimeConfig.ips`; not read when `staticIp` is false, as on DEL);
+ * every failure is a CniError naming the field and value.
+ */
+export function parseConfig(stdin: string, args: ReadonlyMap<string, string> = new Map(), staticIp = true): DelegateConfig {
   const { cluster, config } = decodeNetworkConfig(stdin);
   const { prevResult } = config;
   const pools = Pools.decode(prevResult?.pools);
   if (isLeft(pools)) throw invalidConfigError(pools.left, 'prevResult.pools');
-  const [first] = pools.right;
+  const perContainer = readPerContainerRequest(config, args, staticIp);
+  const chosen = choosePools(pools.right, perContainer.pools);
+  const [first] = chosen;
   const dashed = first!['requested-ip'];
   const snake = first!.requested_ip;
   if (dashed !== undefined && snake !== undefined && dashed !== snake) {
@@ -184,12 +191,13 @@ export function parseConfig(stdin: string): DelegateConfig {
       `requested-ip is ${dashed}, requested_ip is ${snake}`,
     );
   }
-  const requestedIp = dashed ?? snake;
+  // The container's own request wins over the address the network config asks for.
+  const requestedIp = perContainer.ip?.address ?? dashed ?? snake;
 
   return {
     ...cluster,
     pool: requestedIp === undefined ? { name: first!.name } : { name: first!.name, requestedIp },
-    extraPools: pools.right.length - 1,
+    extraPools: chosen.length - 1,
     prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),
   };
 }

@@ -85,7 +85,7 @@ export const addCommandMachine = setup({
       invoke: {
         id: 'parseConfig',
         src: 'parseConfig',
-        input: ({ context }) => ({ stdin: context.input.stdin, log: context.input.log }),
+        input: ({ context }) => ({ stdin: context.input.stdin, args: context.input.env.args, log: context.input.log }),
         onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
         onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

@@ -62,7 +62,8 @@ export const delCommandMachine = setup({
       invoke: {
         id: 'parseConfig',
         src: 'parseConfig',
-        input: ({ context }) => ({ stdin: context.input.stdin, log: context.input.log }),
+        // A static IP is only ADD's business: a bad one must not make DEL fail and leak the address.
+        input: ({ context }) => ({ stdin: context.input.stdin, args: context.input.env.args, staticIp: false, log: context.input.log }),
         onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
         onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

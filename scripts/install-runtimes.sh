@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the real container runtimes the runtime tests drive (test/integration/libcni.test.ts and
+# podman.test.ts), from Debian, once per machine:
+#   - golang-go and golang-github-appc-cni-dev (libcni 1.1.2, the one Nomad 1.7-1.8 link), to build our
+#     small libcni driver (test/runtimes/libcni-driver/main.go) offline into .cache/libcni-driver/;
+#   - podman 4.3 with runc (its CNI backend is what the podman tests use), and busybox-static for an image
+#     made without a registry;
+#   - containernetworking-plugins (bridge, ...) and iproute2 (ip netns).
+# Idempotent and quiet: when everything is there it only checks. Prints the driver's path on success, and
+# nothing else on stdout. Needs root only when it must install.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="$root/.cache"
+source_file="$root/test/runtimes/libcni-driver/main.go"
+
+die() { echo "install-runtimes: $*" >&2; exit 1; }
+
+packages=(golang-go golang-github-appc-cni-dev podman runc busybox-static containernetworking-plugins iproute2)
+libcni_src=/usr/share/gocode/src/github.com/containernetworking/cni/libcni
+installed() {
+  [[ -d $libcni_src && -x /usr/lib/cni/bridge && -x /bin/busybox ]] || return 1
+  for c in go podman runc ip; do command -v "$c" >/dev/null 2>&1 || return 1; done
+}
+
+# The driver is cached under a name that changes with its source and the Go toolchain, so an edit of
+# main.go or a new Go rebuilds it and an old build is never used by mistake.
+driver_path() {
+  local id
+  id="$( { cat "$source_file"; go version; } | sha256sum | cut -c1-16)"
+  echo "$cache/libcni-driver/$id/libcni-driver"
+}
+ready() { installed && [[ -x $(driver_path) ]]; }
+
+if ready; then driver_path; exit 0; fi
+
+mkdir -p "$cache"
+# The runtime test files start in parallel; one of them installs and builds, the others wait.
+exec 9>"$cache/runtimes.lock"
+flock 9 || die "could not lock $cache/runtimes.lock"
+if ready; then driver_path; exit 0; fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+fail() { cat "$log" >&2 || true; die "$*"; }
+
+if ! installed; then
+  [[ $(id -u) -eq 0 ]] || die "some of ${packages[*]} are missing and installing them needs root"
+  command -v apt-get >/dev/null 2>&1 || die "some of ${packages[*]} are missing and there is no apt-get to install them with"
+  export DEBIAN_FRONTEND=noninteractive
+  # Another apt run (another test file, unattended upgrades) may hold the lock for a while.
+  apt_get() { apt-get -q -o DPkg::Lock::Timeout=300 "$@" >>"$log" 2>&1; }
+  # Refresh the package lists only when apt does not know a candidate for each package yet.
+  known() { for p in "${packages[@]}"; do apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]' || return 1; done; }
+  if ! known; then apt_get update || fail "apt-get update failed (output above)"; fi
+  apt_get install -y --no-install-recommends "${packages[@]}" || fail "apt-get install ${packages[*]} failed (output above)"
+  installed || die "installed ${packages[*]} but something is still missing (go, podman, runc, ip, /usr/lib/cni/bridge, /bin/busybox or $libcni_src)"
+fi
+
+# Offline: GOPATH mode finds libcni in Debian's gocode tree; nothing is fetched.
+driver="$(driver_path)"
+stage="$(mktemp -d "$cache/libcni-driver.partial.XXXXXX")"
+trap 'rm -f "$log"; rm -rf "$stage"' EXIT
+GO111MODULE=off GOPATH="/usr/share/gocode:$stage/gopath" GOCACHE="$stage/gocache" GOFLAGS= CGO_ENABLED=0 \
+  go build -o "$stage/libcni-driver" "$source_file" >"$log" 2>&1 || fail "go build of $source_file failed (output above)"
+mkdir -p "$(dirname "$driver")"
+mv "$stage/libcni-driver" "$driver"
+echo "$driver"
