@@ -2,7 +2,9 @@
  * Entry point of the ipam-ds-static executable: the pool selector delegate. It returns `ipam.pools` from
  * the network config as `pools`, for the allocation delegate after it, and copies `prevResult.ips` through
  * so that DEL and CHECK reach the allocator with the addresses to release or verify. The same on ADD, DEL
- * and CHECK, as the original (https://github.com/passcod/cni-plugins/tree/main/ipam-ds-static).
+ * and CHECK, as the original (https://github.com/passcod/cni-plugins/tree/main/ipam-ds-static), and on GC
+ * (CNI 1.1, which the original predates): the allocator collects only in the pools named, so a selector that
+ * named none would leave GC nothing to do. ipam-delegated passes the output on and prints nothing for GC.
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
@@ -42,7 +44,7 @@ interface SelectorResult {
   readonly pools: readonly unknown[];
 }
 
-/** ADD, DEL and CHECK alike: decode ipam.pools, copy prevResult.ips through. */
+/** ADD, DEL, CHECK and GC alike: decode ipam.pools, copy prevResult.ips through. */
 function selectPools(stdin: string): SelectorResult {
   const raw = parseConfigObject(stdin);
   if (typeof raw.cniVersion !== 'string') {
@@ -72,8 +74,8 @@ void runPlugin(
   { name, version, ...(logFile ? { logFile } : {}) },
   { env: process.env, readStdin: readProcessStdin, writeStdout: (text) => process.stdout.write(text) },
   async (env, stdin): Promise<PluginOutcome> => {
-    // GC has nothing to collect and STATUS nothing to wait for: the selector holds no state.
-    if (env.command === 'GC' || env.command === 'STATUS') return { type: 'ok' };
+    // STATUS has nothing to wait for: the selector holds no state. GC gets the pools, for the allocator after it.
+    if (env.command === 'STATUS') return { type: 'ok' };
     try {
       return { type: 'ok', result: selectPools(stdin) };
     } catch (error) {

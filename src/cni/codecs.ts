@@ -4,6 +4,7 @@
  */
 import * as t from 'io-ts';
 import * as ip6addr from 'ip6addr';
+import { ifnameProblem, isContainerId } from './environment';
 
 /** Canonical text of an address: dotted quad for IPv4, RFC 5952 for IPv6 (lower case, longest zero run elided). */
 export function canonicalIp(text: string): string | undefined {
@@ -87,6 +88,21 @@ export const KeySegment = new t.Type<string, string, unknown>(
   (u, c) => (typeof u === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$/.test(u) ? t.success(u) : t.failure(u, c)),
   t.identity,
 );
+
+/** Text that passes `valid`, with a codec name that says what was expected; the rule itself lives elsewhere, once. */
+function textCodec(name: string, valid: (text: string) => boolean): t.Type<string, string, unknown> {
+  const is = (u: unknown): u is string => typeof u === 'string' && valid(u);
+  return new t.Type<string, string, unknown>(name, is, (u, c) => (is(u) ? t.success(u) : t.failure(u, c)), t.identity);
+}
+
+/** A container ID spelled as CNI_CONTAINERID must be (the rule of src/cni/environment.ts): never "/" or "..". */
+export const ContainerId = textCodec('a container ID (a letter or digit, then letters, digits, "_", "." or "-")', isContainerId);
+
+/** A network's `name`: the spec gives it the container ID's rule. */
+export const NetworkName = textCodec('a network name (a letter or digit, then letters, digits, "_", "." or "-")', isContainerId);
+
+/** An interface name spelled as CNI_IFNAME must be: at most 15 characters, no "/", ":" or white space, not "." or "..". */
+export const InterfaceName = textCodec('an interface name (at most 15 characters, no "/", ":" or white space, not "." or "..")', (u) => ifnameProblem(u) === undefined);
 
 /** A whole number of milliseconds, at least 1. */
 export const Milliseconds = new t.Type<number, number, unknown>(

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
-import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, nonEmptyArray } from './codecs';
+import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, NetworkName, nonEmptyArray } from './codecs';
 import { invalidConfigError, problemText } from './decode-report';
 import { CniError, ErrorCode } from './errors';
 import { choosePools, readPerContainerRequest } from './per-container';
@@ -52,13 +52,17 @@ const ResultIp = t.intersection([t.type({ address: IpWithPrefix }, 'an IP config
 /** The part of prevResult we use; other fields (interfaces, routes, dns...) are passed over. */
 const PrevResult = t.partial({ pools: t.unknown, ips: t.array(ResultIp, 'an array of IP configs') }, 'an object');
 
-/** CNI 1.1 GC: the attachments the runtime still has; everything else of this host may go. */
+/**
+ * CNI 1.1 GC: the attachments the runtime still has; this network's other allocations of this host may go. The
+ * spec first called the key `cni.dev/attachments`, now `cni.dev/valid-attachments`; libcni ≥ 1.2.3 sends both.
+ */
 const ValidAttachments = t.array(t.type({ containerID: t.string, ifname: t.string }, 'an attachment {containerID, ifname}'), 'an array of attachments');
+const attachmentKeys = ['cni.dev/valid-attachments', 'cni.dev/attachments'] as const;
 
 const NetworkConfig = t.intersection(
   [
     t.type({ cniVersion: t.string, ipam: IpamSettings }, 'an object'),
-    t.partial({ name: t.string, prevResult: PrevResult, 'cni.dev/valid-attachments': ValidAttachments }),
+    t.partial({ name: t.string, prevResult: PrevResult, [attachmentKeys[0]]: ValidAttachments, [attachmentKeys[1]]: ValidAttachments }),
   ],
   'an object',
 );
@@ -93,6 +97,8 @@ export interface ConsulOptions {
 export interface ClusterConfig {
   readonly cniVersion: CniVersion;
   readonly networkName: string;
+  /** The network's `name` when it is one by the spec's rule: ADD records it in each allocation, GC collects by it. */
+  readonly network?: string;
   readonly consul: ConsulOptions;
   readonly casRetries: number;
   readonly dataDir: string;
@@ -132,6 +138,7 @@ function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t
   const cluster: ClusterConfig = {
     cniVersion,
     networkName: name ?? '',
+    ...(NetworkName.is(name) ? { network: name } : {}),
     consul: {
       servers: ipam.consul_servers,
       token: ipam.consul_token,
@@ -150,14 +157,52 @@ function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t
   return { cluster, config: decoded.right };
 }
 
-/** GC and STATUS: the cluster settings, the pools a selector named (if any) and the runtime's valid attachments. */
+/** STATUS (and GC): the cluster settings, and the pools a selector named, if any. */
 export interface MaintenanceConfig extends ClusterConfig {
   readonly pools: readonly string[];
-  readonly validAttachments: ReadonlyArray<{ readonly containerId: string; readonly ifname: string }>;
 }
 
-/** Parses stdin for GC and STATUS, where prevResult.pools is optional. */
+/** An attachment the runtime still has: GC keeps its allocations. */
+export interface Attachment {
+  readonly containerId: string;
+  readonly ifname: string;
+}
+
+/** GC: also the network being collected, and the attachments to keep. */
+export interface GcConfig extends MaintenanceConfig {
+  /** The network's `name`: GC collects only allocations whose `network` is this. */
+  readonly network: string;
+  /** cni.dev/valid-attachments and cni.dev/attachments together. */
+  readonly validAttachments: readonly Attachment[];
+}
+
+/** Parses stdin for STATUS, where prevResult.pools is optional (checked when present). */
 export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
+  return decodeMaintenance(stdin).maintenance;
+}
+
+/**
+ * Parses stdin for GC. The network's `name` is required (GC collects that network's allocations only), and so is
+ * the list of live attachments, under either key: without it nothing can be told stale. An empty list is a list:
+ * everything of this network on this host may go.
+ */
+export function parseGcConfig(stdin: string): GcConfig {
+  const { maintenance, config } = decodeMaintenance(stdin);
+  if (maintenance.network === undefined) throw invalidConfig('name', config.name, NetworkName.name);
+  const lists = attachmentKeys.map((key) => config[key]).filter((list) => list !== undefined);
+  if (lists.length === 0) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `invalid network config: missing ${attachmentKeys[0]}: GC needs the runtime's live attachments to tell which allocations are stale`,
+      `neither ${attachmentKeys.join(' nor ')} is present; nothing was released`,
+    );
+  }
+  const seen = new Map<string, Attachment>();
+  for (const { containerID, ifname } of lists.flat()) seen.set(`${containerID}\u0000${ifname}`, { containerId: containerID, ifname });
+  return { ...maintenance, network: maintenance.network, validAttachments: [...seen.values()] };
+}
+
+function decodeMaintenance(stdin: string): { maintenance: MaintenanceConfig; config: t.TypeOf<typeof NetworkConfig> } {
   const { cluster, config } = decodeNetworkConfig(stdin);
   let pools: string[] = [];
   if (config.prevResult?.pools !== undefined) {
@@ -165,8 +210,7 @@ export function parseMaintenanceConfig(stdin: string): MaintenanceConfig {
     if (isLeft(decoded)) throw invalidConfigError(decoded.left, 'prevResult.pools');
     pools = decoded.right.map((pool) => pool.name);
   }
-  const attachments = config['cni.dev/valid-attachments'] ?? [];
-  return { ...cluster, pools, validAttachments: attachments.map((a) => ({ containerId: a.containerID, ifname: a.ifname })) };
+  return { maintenance: { ...cluster, pools }, config };
 }
 
 /**

@@ -20,6 +20,22 @@ export interface CniEnvironment {
 const containerIdPattern = /^[a-z0-9][a-z0-9_.\-]*$/i;
 const maxIfnameLength = 15;
 
+/**
+ * Whether text is a container ID as CNI_CONTAINERID must spell it. The spec gives a network's `name` the same
+ * rule, so it is used for both. Anything read back (a `target` or `network` in KV) passes this before it is used.
+ */
+export function isContainerId(text: unknown): text is string {
+  return typeof text === 'string' && containerIdPattern.test(text);
+}
+
+/** Why text is not an interface name as CNI_IFNAME must spell it, or undefined when it is one. */
+export function ifnameProblem(text: string): string | undefined {
+  if (text === '') return 'expected an interface name';
+  if (text.length > maxIfnameLength) return `expected at most ${maxIfnameLength} characters`;
+  if (text === '.' || text === '..' || /[/:\s]/.test(text)) return 'expected no "/", ":" or white space, and not "." or ".."';
+  return undefined;
+}
+
 /** Reads CNI_* variables; fails with code 4 naming the variable and its value. Returns undefined when CNI_COMMAND is unset (the "about" run). */
 export function readEnvironment(env: NodeJS.ProcessEnv): CniEnvironment | undefined {
   const rawCommand = env.CNI_COMMAND;
@@ -31,7 +47,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv): CniEnvironment | undefi
   const perContainer = command === 'ADD' || command === 'DEL' || command === 'CHECK';
 
   const containerId = env.CNI_CONTAINERID ?? '';
-  if (perContainer && !containerIdPattern.test(containerId)) {
+  if (perContainer && !isContainerId(containerId)) {
     throw invalid('CNI_CONTAINERID', containerId, 'expected a letter or digit, then letters, digits, "_", "." or "-"');
   }
   const ifname = env.CNI_IFNAME ?? '';
@@ -48,11 +64,8 @@ export function readEnvironment(env: NodeJS.ProcessEnv): CniEnvironment | undefi
 }
 
 function checkIfname(ifname: string): void {
-  if (ifname === '') throw invalid('CNI_IFNAME', ifname, 'expected an interface name');
-  if (ifname.length > maxIfnameLength) throw invalid('CNI_IFNAME', ifname, `expected at most ${maxIfnameLength} characters`);
-  if (ifname === '.' || ifname === '..' || /[/:\s]/.test(ifname)) {
-    throw invalid('CNI_IFNAME', ifname, 'expected no "/", ":" or white space, and not "." or ".."');
-  }
+  const problem = ifnameProblem(ifname);
+  if (problem !== undefined) throw invalid('CNI_IFNAME', ifname, problem);
 }
 
 /** CNI_ARGS is "K=V;K2=V2". A pair without "=" is malformed. */

@@ -229,6 +229,7 @@ function claimInput(context: AddContext, mode: 'next' | 'requested') {
     containerId: context.input.env.containerId,
     ifname: context.input.env.ifname,
     hostId: config.hostId,
+    ...(config.network === undefined ? {} : { network: config.network }),
     dataDir: config.dataDir,
     log: context.input.log,
   };

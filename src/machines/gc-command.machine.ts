@@ -1,20 +1,21 @@
 /**
- * GC (CNI 1.1): parse → pick server → find this host's stale allocations → release them.
- * Drawn in docs/state-diagrams/gc-command.md. Keeps going past errors; prints nothing on success.
+ * GC (CNI 1.1): parse → pick server → find this host's stale allocations of this network, in the pools the
+ * selector named → release them. Drawn in docs/state-diagrams/gc-command.md. Keeps going past errors; prints
+ * nothing on success. With no pool named it releases nothing: it never sweeps every pool under ipam/.
  */
 import { assign, setup } from 'xstate';
-import type { MaintenanceConfig } from '../cni/config';
+import type { GcConfig } from '../cni/config';
 import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import type { ConsulKv } from '../services/consul-client';
 import { findStaleLogic, type StaleSearch } from '../services/find-stale';
-import { parseMaintenanceConfigLogic } from '../services/parse-maintenance-config';
+import { parseGcConfigLogic } from '../services/parse-gc-config';
 import { pickServerLogic } from '../services/pick-server';
 import { releaseStaleLogic, type StaleRelease } from '../services/release-stale';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface GcContext {
   readonly input: CommandInput;
-  readonly config?: MaintenanceConfig;
+  readonly config?: GcConfig;
   readonly kv?: ConsulKv;
   readonly search?: StaleSearch;
   readonly error?: CniError;
@@ -36,7 +37,7 @@ export const gcCommandMachine = setup({
     output: {} as CommandOutput,
   },
   actors: {
-    parseConfig: parseMaintenanceConfigLogic,
+    parseConfig: parseGcConfigLogic,
     pickServer: pickServerLogic,
     findStale: findStaleLogic,
     releaseStale: releaseStaleLogic,
@@ -44,25 +45,31 @@ export const gcCommandMachine = setup({
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
     recordIncomplete: assign({ error: (_, params: { problems: readonly CniError[] }) => incompleteError(params.problems) }),
+    warnNoPool: ({ context }) =>
+      context.input.log.warn(
+        `GC of network ${context.config?.network ?? '?'}: no pool named in prevResult.pools (is ipam-ds-static, or another selector, before this plugin in ipam.delegates?); nothing released`,
+      ),
   },
   guards: {
-    gcDisabled: (_, params: { config: MaintenanceConfig }) => !params.config.gc,
+    gcDisabled: (_, params: { config: GcConfig }) => !params.config.gc,
+    noPoolNamed: (_, params: { config: GcConfig }) => params.config.pools.length === 0,
     hadProblems: (_, params: { problems: readonly CniError[] }) => params.problems.length > 0,
   },
 }).createMachine({
   id: 'gc',
-  description: "CNI GC: release this host's allocations whose attachment is not in cni.dev/valid-attachments, and nothing else.",
+  description: "CNI GC: release this host's allocations of this network, in the pools the selector named, whose attachment is not in the runtime's list; nothing else.",
   context: ({ input }) => ({ input }),
   initial: 'parsing',
   states: {
     parsing: {
-      description: 'Decode stdin: ipam settings, cni.dev/valid-attachments, prevResult.pools when a selector named them.',
+      description: 'Decode stdin: ipam settings, the network name, cni.dev/valid-attachments and cni.dev/attachments (one is required), prevResult.pools.',
       invoke: {
         id: 'parseConfig',
         src: 'parseConfig',
         input: ({ context }) => ({ stdin: context.input.stdin }),
         onDone: [
           { guard: { type: 'gcDisabled', params: ({ event }) => ({ config: event.output }) }, target: 'disabled', actions: assign({ config: ({ event }) => event.output }) },
+          { guard: { type: 'noPoolNamed', params: ({ event }) => ({ config: event.output }) }, target: 'noPoolNamed', actions: assign({ config: ({ event }) => event.output }) },
           { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
         ],
         onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
@@ -79,7 +86,7 @@ export const gcCommandMachine = setup({
       },
     },
     findingStale: {
-      description: "Read the pools' folders; keep allocations whose host is this one and whose attachment is gone.",
+      description: "Read the named pools' folders; keep allocations of this host and network, noted under data_dir, whose attachment is gone.",
       invoke: {
         id: 'findStale',
         src: 'findStale',
@@ -112,6 +119,12 @@ export const gcCommandMachine = setup({
     },
     succeeded: { type: 'final', description: 'Every stale allocation of this host is released. No output.' },
     disabled: { type: 'final', tags: ['success'], description: 'ipam.gc is false: nothing is touched. No output.' },
+    noPoolNamed: {
+      type: 'final',
+      tags: ['success'],
+      entry: 'warnNoPool',
+      description: 'No selector named a pool: nothing is released (never every pool under ipam/); a warning says why. No output.',
+    },
     invalidInput: { type: 'final', description: 'Stdin is invalid (codes 1, 6, 7).' },
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
     incomplete: { type: 'final', description: 'Some pools or keys could not be read or released (code 11 with each problem); the rest were.' },

@@ -15,6 +15,8 @@ export interface ClaimIpInput {
   readonly containerId: string;
   readonly ifname: string;
   readonly hostId: string;
+  /** The network's `name`, when it is a valid one: recorded so that GC of this network, and only it, collects the address. */
+  readonly network?: string;
   readonly dataDir: string;
   readonly log: Log;
 }
@@ -30,9 +32,10 @@ export interface Claim {
  * write that answers false is read back: if the key is ours (the first try was applied), we won.
  */
 export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) => {
-  const { kv, pool, candidate, mode, containerId, ifname, hostId, dataDir, log } = input;
+  const { kv, pool, candidate, mode, containerId, ifname, hostId, network, dataDir, log } = input;
   const key = allocationKey(pool.name, candidate.ip);
-  const allocation: Allocation = { target: containerId, ifname, host: hostId };
+  const allocation: Allocation = { target: containerId, ifname, host: hostId, ...(network === undefined ? {} : { network }) };
+  if (network === undefined) log.warn(`the network config has no valid name: GC will never release ${key}`);
   await rememberHeld(dataDir, pool.name, containerId, ifname, candidate.ip).catch((error: Error) =>
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );

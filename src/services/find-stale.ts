@@ -1,12 +1,11 @@
 import { fromPromise } from 'xstate';
-import type { MaintenanceConfig } from '../cni/config';
-import { KeySegment } from '../cni/codecs';
+import type { GcConfig } from '../cni/config';
 import { CniError, toCniError } from '../cni/errors';
-
 import type { ConsulKv } from './consul-client';
+import { recallHeld } from './host-store';
 import { parseAllocation } from './kv-layout';
 import type { Log } from './logger';
-import { readPoolFolder, rootPermissionProbeKey } from './pool-folder';
+import { readPoolFolder } from './pool-folder';
 
 /** An allocation GC may release. */
 export interface StaleAllocation {
@@ -25,18 +24,23 @@ export interface StaleSearch {
 }
 
 /**
- * Runs in GC: in the pools a selector named (else every pool under ipam/), finds the allocations that THIS host
- * made (their `host` is ipam.host_id) for an attachment the runtime no longer has. An allocation without a `host`
- * (written by another implementation) or from another host is never touched: a pool is shared by many hosts.
+ * Runs in GC: in the pools the selector named (never any other), finds the allocations of the network being
+ * collected (`network` is its name) that THIS host made for an attachment the runtime no longer has. A pool is
+ * shared by many hosts and networks, so each condition must hold, and an allocation that lacks a field (written
+ * by the original, by hand, or by a version before `network`) is never touched:
+ *  - `host` is ipam.host_id, `network` is the config's `name`, `target` and `ifname` are a valid container ID and
+ *    interface name (they become paths under data_dir; anything else is passed over with a warning);
+ *  - the attachment is in neither cni.dev/valid-attachments nor cni.dev/attachments;
+ *  - this host's own note of the address (data_dir/<pool>/containers/<target>/<ifname>, written by the ADD that
+ *    made it) is there. Two hosts sharing a hostname, hence a host_id, each keep their notes: neither collects the
+ *    other's live allocations.
  */
-export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; readonly config: MaintenanceConfig; readonly log: Log }>(
+export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; readonly config: GcConfig; readonly log: Log }>(
   async ({ input: { kv, config, log } }) => {
-    const valid = new Set(config.validAttachments.map((a) => `${a.containerId}\u0000${a.ifname}`));
-    const validContainers = new Set(config.validAttachments.map((a) => a.containerId));
-    const pools = config.pools.length > 0 ? config.pools : await listPools(kv, log);
+    const valid = new Set(config.validAttachments.map((a) => attachmentKey(a.containerId, a.ifname)));
     const stale: StaleAllocation[] = [];
     const problems: CniError[] = [];
-    for (const pool of pools) {
+    for (const pool of new Set(config.pools)) {
       let entries;
       try {
         entries = await readPoolFolder(kv, pool);
@@ -46,35 +50,30 @@ export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; 
         continue;
       }
       for (const entry of entries) {
+        let parsed;
         try {
-          const { ip, allocation } = parseAllocation(pool, entry.key, entry.value);
-          if (allocation.host !== config.hostId) continue;
-          const inUse = allocation.ifname === undefined ? validContainers.has(allocation.target) : valid.has(`${allocation.target}\u0000${allocation.ifname}`);
-          if (!inUse) {
-            stale.push({ pool, ip, key: entry.key, modifyIndex: entry.modifyIndex, containerId: allocation.target, ifname: allocation.ifname ?? '' });
-          }
+          parsed = parseAllocation(pool, entry.key, entry.value);
         } catch (error) {
           log.warn(`GC passes over ${entry.key}: ${(error as Error).message}`);
+          continue;
         }
+        const { ip, allocation } = parsed;
+        const { target, ifname } = allocation;
+        if (allocation.host !== config.hostId || allocation.network !== config.network || ifname === undefined) continue;
+        if (valid.has(attachmentKey(target, ifname))) continue;
+        const noted = await recallHeld(config.dataDir, pool, target, ifname).catch(() => undefined);
+        if (noted !== ip) {
+          log.warn(
+            `GC keeps ${entry.key} (${target}/${ifname}): it names this host (${config.hostId}) but ${config.dataDir} has no note of it; ` +
+              'another host with the same host_id made it, or this host lost its data_dir',
+          );
+          continue;
+        }
+        stale.push({ pool, ip, key: entry.key, modifyIndex: entry.modifyIndex, containerId: target, ifname });
       }
     }
     return { stale, problems };
   },
 );
 
-/**
- * Pool names: the first segment of each key under ipam/. Consul leaves keys the token may not read out of a
- * listing silently, so a direct read under ipam/ is asked first: a token without the right gets 107, not an
- * empty list.
- */
-async function listPools(kv: ConsulKv, log: Log): Promise<string[]> {
-  await kv.get(rootPermissionProbeKey);
-  const names = new Set<string>();
-  for (const key of await kv.keys('ipam/')) {
-    const name = key.slice('ipam/'.length).split('/')[0] ?? '';
-    if (name === '') continue;
-    if (KeySegment.is(name)) names.add(name);
-    else log.warn(`GC passes over ${key}: not a pool name this plugin can address`);
-  }
-  return [...names].sort();
-}
+const attachmentKey = (containerId: string, ifname: string): string => `${containerId}\u0000${ifname}`;

@@ -4,11 +4,11 @@
  *   ipam/<pool>        JSON array of IP Ranges {subnet, rangeStart?, rangeEnd?, gateway?}
  *   ipam/<pool>/<ip>   JSON Allocation {"target": "<CNI_CONTAINERID>"}, one key per allocated address
  *
- * We also write `ifname` and `host` beside `target`; other implementations read `target` and ignore them.
+ * We also write `ifname`, `host` and `network` beside `target`; other implementations read `target` and ignore them.
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
-import { canonicalIp, IpAddress, Subnet } from '../cni/codecs';
+import { canonicalIp, ContainerId, InterfaceName, IpAddress, NetworkName, Subnet } from '../cni/codecs';
 import { describeDecodeErrors, showValue, summarizeProblems } from '../cni/decode-report';
 import { CniError, ErrorCode } from '../cni/errors';
 import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
@@ -54,15 +54,22 @@ export function parsePoolDefinition(pool: string, value: string | null): Address
   return ranges;
 }
 
-/** An Allocation as stored; `ifname` and `host` are absent when another implementation wrote it. */
+/**
+ * An Allocation as stored; `ifname`, `host` and `network` are absent when another implementation (or an older
+ * version of this one: `network` came last) wrote it.
+ */
 export interface Allocation {
   readonly target: string;
   readonly ifname?: string;
   readonly host?: string;
+  /** The `name` of the network whose ADD wrote it: GC collects only its own network's allocations. */
+  readonly network?: string;
 }
 
+// Read back from KV, which anyone allowed to write ipam/ may fill: target, ifname and network are decoded with
+// the rules stdin's CNI_CONTAINERID, CNI_IFNAME and `name` obey, because they become paths under data_dir.
 const AllocationObject = t.intersection(
-  [t.type({ target: t.string }, 'an Allocation object'), t.partial({ ifname: t.string, host: t.string })],
+  [t.type({ target: ContainerId }, 'an Allocation object'), t.partial({ ifname: InterfaceName, host: t.string, network: NetworkName })],
   'an Allocation object',
 );
 
@@ -80,11 +87,15 @@ export function parseAllocation(pool: string, key: string, value: string | null)
     throw new CniError(ErrorCode.InvalidAllocation, `key ${key} does not hold a valid Allocation: not JSON`, `got ${showValue(value)}`);
   }
   const decoded = AllocationObject.decode(json);
-  if (isLeft(decoded) || decoded.right.target === '') {
-    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} does not hold a valid Allocation: expected {"target": "<container id>"}`, `got ${showValue(json)}`);
+  if (isLeft(decoded)) {
+    const { first } = summarizeProblems(describeDecodeErrors(decoded.left, ''));
+    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} does not hold a valid Allocation {"target": "<container id>", ...}: ${first}`, `got ${showValue(json)}`);
   }
-  const { target, ifname, host } = decoded.right;
-  return { ip, allocation: { target, ...(ifname === undefined ? {} : { ifname }), ...(host === undefined ? {} : { host }) } };
+  const { target, ifname, host, network } = decoded.right;
+  return {
+    ip,
+    allocation: { target, ...(ifname === undefined ? {} : { ifname }), ...(host === undefined ? {} : { host }), ...(network === undefined ? {} : { network }) },
+  };
 }
 
 /** Whether an allocation belongs to this container and interface. One written without ifname matches any interface. */

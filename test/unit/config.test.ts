@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig } from '../../src/cni/config';
+import { parseConfig, parseGcConfig } from '../../src/cni/config';
 import { readEnvironment } from '../../src/cni/environment';
 import { CniError, ErrorCode } from '../../src/cni/errors';
 
@@ -71,6 +71,35 @@ describe('parseConfig', () => {
   });
   test('a huge value is cut in the message', () => {
     assert.throws(() => parseConfig(withIpam({ consul_servers: ['x'.repeat(5000)] })), (error: CniError) => error.message.length < 300);
+  });
+});
+
+describe('parseGcConfig', () => {
+  const gc = (more: Record<string, unknown>, drop: string[] = []) => {
+    const config: Record<string, unknown> = { ...base, cniVersion: '1.1.0', ...more };
+    for (const key of drop) delete config[key];
+    return JSON.stringify(config);
+  };
+  const a = (containerID: string, ifname = 'eth0') => ({ containerID, ifname });
+  const failsGc = (stdin: string, message: RegExp) =>
+    assert.throws(() => parseGcConfig(stdin), (error: unknown) => error instanceof CniError && error.code === ErrorCode.InvalidConfig && message.test(`${error.message} ${error.details}`));
+
+  test('reads cni.dev/valid-attachments and the older cni.dev/attachments, and keeps both (libcni ≥ 1.2.3 sends both)', () => {
+    assert.deepEqual(parseGcConfig(gc({ 'cni.dev/valid-attachments': [a('c1')] })).validAttachments, [{ containerId: 'c1', ifname: 'eth0' }]);
+    assert.deepEqual(parseGcConfig(gc({ 'cni.dev/attachments': [a('c2')] })).validAttachments, [{ containerId: 'c2', ifname: 'eth0' }]);
+    const both = parseGcConfig(gc({ 'cni.dev/valid-attachments': [a('c1'), a('c3')], 'cni.dev/attachments': [a('c2'), a('c1')] }));
+    assert.deepEqual(both.validAttachments.map((x) => x.containerId).sort(), ['c1', 'c2', 'c3']);
+  });
+  test('an empty list is a list: nothing is kept', () => assert.deepEqual(parseGcConfig(gc({ 'cni.dev/valid-attachments': [] })).validAttachments, []));
+  test('no list under either key is error 7 naming the field', () => failsGc(gc({}), /cni\.dev\/valid-attachments.*cni\.dev\/attachments/));
+  test('the network name is GC\'s: recorded, and required', () => {
+    assert.equal(parseGcConfig(gc({ 'cni.dev/attachments': [] })).network, 'net');
+    failsGc(gc({ 'cni.dev/attachments': [] }, ['name']), /missing name/);
+    failsGc(gc({ name: '../net', 'cni.dev/attachments': [] }), /expected a network name .* at name, got "\.\.\/net"/);
+  });
+  test('the pools the selector named, none when prevResult has none', () => {
+    assert.deepEqual(parseGcConfig(gc({ 'cni.dev/attachments': [] })).pools, ['pool-name']);
+    assert.deepEqual(parseGcConfig(gc({ 'cni.dev/attachments': [] }, ['prevResult'])).pools, []);
   });
 });
 

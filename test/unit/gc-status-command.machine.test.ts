@@ -7,12 +7,14 @@ import { CniError, ErrorCode } from '../../src/cni/errors';
 import type { StaleAllocation, StaleSearch } from '../../src/services/find-stale';
 import { commandInput, finalStates, rejects, resolves, runMachine, unusedKv } from '../support/machines';
 
-const stdin = (ipam: object = {}) =>
+const stdin = (ipam: object = {}, more: Record<string, unknown> = {}) =>
   JSON.stringify({
     cniVersion: '1.1.0',
     name: 'net',
     ipam: { consul_servers: ['http://consul.invalid:8500'], host_id: 'host-a', ...ipam },
     'cni.dev/valid-attachments': [{ containerID: 'c1', ifname: 'eth0' }],
+    prevResult: { cniVersion: '1.1.0', ips: [], routes: [], dns: {}, pools: [{ name: 'p' }] },
+    ...more,
   });
 const stale: StaleAllocation = { pool: 'p', ip: '10.0.0.9', key: 'ipam/p/10.0.0.9', modifyIndex: 5, containerId: 'gone', ifname: 'eth0' };
 const down = new CniError(ErrorCode.TryAgainLater, 'cannot reach Consul', 'http://consul.invalid:8500: ECONNREFUSED');
@@ -47,6 +49,24 @@ describe('GC', () => {
     const { output, visited } = await run({ pickServer: rejects(down) }, stdin({ gc: false }));
     assert.deepEqual(visited, ['parsing', 'disabled']);
     assert.deepEqual(output, { type: 'ok' });
+  });
+
+  test('no pool named: nothing released, no server asked, a warning, success', async () => {
+    const warnings: string[] = [];
+    const machine = gcCommandMachine.provide({ actors: { pickServer: rejects(down), findStale: rejects(down), releaseStale: rejects(down) } as never });
+    const input = { ...commandInput(stdin({}, { prevResult: undefined }), { command: 'GC', containerId: '', ifname: '' }) };
+    const log = { ...input.log, warn: (message: string) => void warnings.push(message) };
+    const result = await runMachine(machine, { ...input, log });
+    reached.add(result.final);
+    assert.deepEqual(result.visited, ['parsing', 'noPoolNamed']);
+    assert.deepEqual(result.output, { type: 'ok' });
+    assert.match(warnings.join('\n'), /GC of network net: no pool named in prevResult\.pools.*nothing released/);
+  });
+
+  test('no list of live attachments under either key: invalid input (7), nothing asked of Consul', async () => {
+    const { output, visited } = await run({ pickServer: rejects(down) }, stdin({}, { 'cni.dev/valid-attachments': undefined }));
+    assert.deepEqual(visited, ['parsing', 'invalidInput']);
+    assert.equal(output.type === 'error' && output.error.code, ErrorCode.InvalidConfig);
   });
 
   test('keeps going past a pool it cannot read, then reports it', async () => {

@@ -37,12 +37,23 @@ test('an allocation with ifname matches only that interface', () => {
   assert.equal(belongsTo(allocation, 'c1', 'eth1'), false);
 });
 
+test('an allocation records its network when it has one; older ones have none', () => {
+  assert.equal(parseAllocation('p', 'ipam/p/10.0.0.5', '{"target":"c1","ifname":"eth0","host":"h","network":"net-a"}').allocation.network, 'net-a');
+  assert.equal('network' in parseAllocation('p', 'ipam/p/10.0.0.5', '{"target":"c1","ifname":"eth0","host":"h"}').allocation, false);
+});
+
 const badAllocations: Array<[string, string, string | null, RegExp]> = [
   ['a key not named after an address', 'ipam/p/hello', '{"target":"c1"}', /not named after an IP address/],
   ['a non-canonical IPv6 key', 'ipam/p/FD00::5', '{"target":"c1"}', /canonical/],
   ['a value that is not JSON', 'ipam/p/10.0.0.5', 'c1', /not JSON/],
-  ['a value without target', 'ipam/p/10.0.0.5', '{"container":"c1"}', /expected \{"target"/],
-  ['an empty target', 'ipam/p/10.0.0.5', '{"target":""}', /expected \{"target"/],
+  ['a value without target', 'ipam/p/10.0.0.5', '{"container":"c1"}', /missing target/],
+  ['an empty target', 'ipam/p/10.0.0.5', '{"target":""}', /container ID .* at target, got ""/],
+  // Read back, then a path under data_dir: decoded with CNI_CONTAINERID's and CNI_IFNAME's rules.
+  ['a target that climbs out of data_dir', 'ipam/p/10.0.0.5', '{"target":"../../../escape","ifname":"f","host":"h"}', /at target, got "\.\.\/\.\.\/\.\.\/escape"/],
+  ['a target with a slash', 'ipam/p/10.0.0.5', '{"target":"a/b"}', /at target/],
+  ['an ifname ".."', 'ipam/p/10.0.0.5', '{"target":"c1","ifname":".."}', /interface name .* at ifname, got "\.\."/],
+  ['an ifname with a slash', 'ipam/p/10.0.0.5', '{"target":"c1","ifname":"../x"}', /at ifname/],
+  ['a network that is not a network name', 'ipam/p/10.0.0.5', '{"target":"c1","network":"../n"}', /network name .* at network, got "\.\.\/n"/],
 ];
 for (const [label, key, value, message] of badAllocations) {
   test(`${label} is an invalid Allocation (102)`, () => assert.throws(() => parseAllocation('p', key, value), failsWith(ErrorCode.InvalidAllocation, message)));
