@@ -4,7 +4,7 @@ import { jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { markClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
-import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
+import { allocationIp, allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
 
@@ -123,12 +123,7 @@ async function listTaken(kv: ConsulKv, pool: string): Promise<Set<string>> {
   const taken = new Set<string>();
   for (const key of await kv.keys(prefix)) {
     if (key === prefix) continue; // the folder key that Consul's UI creates
-    taken.add(parseAllocationKey(pool, key));
+    taken.add(allocationIp(pool, key));
   }
   return taken;
-}
-
-function parseAllocationKey(pool: string, key: string): string {
-  // parseAllocation checks the name first; a placeholder value lets it check only that.
-  return parseAllocation(pool, key, '{"target":"-"}').ip;
 }

@@ -73,13 +73,19 @@ const AllocationObject = t.intersection(
   'an Allocation object',
 );
 
-/** Parses an allocation key and its value; the key must end in a canonical address. */
-export function parseAllocation(pool: string, key: string, value: string | null): { ip: string; allocation: Allocation } {
+/** The address an allocation key is named after; a key not named after one in canonical form is an invalid Allocation. */
+export function allocationIp(pool: string, key: string): string {
   const prefix = allocationPrefix(pool);
   const ip = key.startsWith(prefix) ? key.slice(prefix.length) : '';
   if (canonicalIp(ip) !== ip) {
     throw new CniError(ErrorCode.InvalidAllocation, `key ${key} in pool ${pool} is not named after an IP address in canonical form`);
   }
+  return ip;
+}
+
+/** Parses an allocation key and its value; the key must end in a canonical address. */
+export function parseAllocation(pool: string, key: string, value: string | null): { ip: string; allocation: Allocation } {
+  const ip = allocationIp(pool, key);
   let json: unknown;
   try {
     json = JSON.parse(value ?? '');

@@ -12,7 +12,7 @@ import { allocationPrefix } from './kv-layout';
 /** A key no implementation writes: reading it only tells whether the token may read the pool's folder. */
 export const permissionProbeKey = (pool: string): string => `${allocationPrefix(pool)}.permission-probe`;
 
-/** The same for ipam/ itself, before listing the pools. */
+/** The same for ipam/ itself: STATUS asks it to tell whether the token may read the pools. */
 export const rootPermissionProbeKey = 'ipam/.permission-probe';
 
 /** Every entry of ipam/<pool>/ except the folder key itself; throws PermissionDenied (107) when the token may not read it. */

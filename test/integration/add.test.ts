@@ -293,14 +293,19 @@ test('ADD: a dead, a hung and a failing first server are passed over, the next o
   }
 });
 
-test('ADD writes {target, ifname, host}: the container ID, the interface and the host (ipam.host_id, else the hostname)', T, async () => {
+test('ADD writes {target, ifname, host, network}: the container ID, the interface, the host (ipam.host_id, else the hostname) and the network\'s name', T, async () => {
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: '10.19.0.0/24' }]);
   assertSuccess(await add(s, 'alloc-7f3a', { ipam: { host_id: 'host-a' } }, 'eth3'));
-  assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/10.19.0.1`), { target: 'alloc-7f3a', ifname: 'eth3', host: 'host-a' });
+  assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/10.19.0.1`), { target: 'alloc-7f3a', ifname: 'eth3', host: 'host-a', network: 'test-net' });
   // Without ipam.host_id the host is the machine's hostname.
   assertSuccess(await add(s, 'alloc-8b4c'));
-  assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/10.19.0.2`), { target: 'alloc-8b4c', ifname: 'eth0', host: hostname() });
+  assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/10.19.0.2`), { target: 'alloc-8b4c', ifname: 'eth0', host: hostname(), network: 'test-net' });
+  // A name the spec does not allow is not recorded (no GC could match it): no network, and ADD says so.
+  const unnamed = await runPlugin({ command: 'ADD', containerId: 'alloc-9c5d', config: { ...s.config(), name: 'not a/name' } });
+  assertSuccess(unnamed);
+  assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/10.19.0.3`), { target: 'alloc-9c5d', ifname: 'eth0', host: hostname() });
+  assert.match(unnamed.stderr, /no valid name: GC will never release ipam\/.*\/10\.19\.0\.3/);
 });
 
 test('ADD: CNI_ARGS with unknown keys (as Nomad sends them) is accepted', T, async () => {
@@ -332,7 +337,7 @@ test('ADD storm: 30 processes at once on one pool, from 3 hosts, all succeed wit
   const keys = await allocationKeys(agent.kv, s.pool);
   assert.equal(keys.length, 30, keys.join(' '));
   for (const [i, address] of addresses.entries()) {
-    assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${address}`), { target: containers[i], ifname: 'eth0', host: `host-${i % 3}` });
+    assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${address}`), { target: containers[i], ifname: 'eth0', host: `host-${i % 3}`, network: 'test-net' });
   }
 });
 

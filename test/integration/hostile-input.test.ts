@@ -8,7 +8,8 @@
 //   FC_SEED=<seed> FC_PROPERTY="<property>" FC_PATH="<path>" node --import tsx --test test/integration/hostile-input.test.ts
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import fc from 'fast-check';
 import { startConsul, type ConsulAgent } from '../support/consul';
 import { describeRun, runPlugin, tempDir, type PluginRun } from '../support/plugin';
@@ -20,7 +21,7 @@ const replayPath = process.env.FC_PATH;
 const T = { timeout: 120_000 };
 
 let agent: ConsulAgent;
-const figures = { seed, casesGenerated: 0, inProcessRuns: 0, executableRuns: 0, legitimateAllocations: 0, garbageKeysWritten: 0, kvSnapshotsCompared: 0, leadingZeroSpellingsAccepted: 0 };
+const figures = { seed, gcReleases: 0, casesGenerated: 0, inProcessRuns: 0, executableRuns: 0, legitimateAllocations: 0, garbageKeysWritten: 0, kvSnapshotsCompared: 0, leadingZeroSpellingsAccepted: 0 };
 const perProperty: Record<string, number> = {};
 
 // Pools the properties use. `good` is valid and stays empty between cases.
@@ -192,7 +193,8 @@ interface FieldSpec {
 const all = commands;
 const fieldSpecs: FieldSpec[] = [
   { path: ['cniVersion'], wrong: notString, requiredFor: all, mention: 'cniVersion' },
-  { path: ['name'], wrong: notString, requiredFor: [], mention: 'name' },
+  // GC collects one network's allocations: it needs the network's name, and the runtime's live attachments.
+  { path: ['name'], wrong: notString, requiredFor: ['GC'], mention: 'name' },
   { path: ['ipam'], wrong: notObject, requiredFor: all, mention: 'ipam' },
   { path: ['ipam', 'consul_servers'], wrong: fc.oneof(notArray, fc.constant([])), requiredFor: all, mention: 'ipam.consul_servers' },
   { path: ['ipam', 'consul_servers', 0], wrong: notUrl, requiredFor: [], mention: 'ipam.consul_servers[0]' },
@@ -214,7 +216,7 @@ const fieldSpecs: FieldSpec[] = [
   { path: ['prevResult', 'ips', 0], wrong: notObject, requiredFor: [], mention: 'prevResult.ips[0]' },
   { path: ['prevResult', 'ips', 0, 'address'], wrong: notIpWithPrefix, requiredFor: [], mention: 'prevResult.ips[0].address' },
   { path: ['prevResult', 'ips', 0, 'gateway'], wrong: fc.oneof(notString, notAddressText), requiredFor: [], mention: 'prevResult.ips[0].gateway' },
-  { path: ['cni.dev/valid-attachments'], wrong: notArray, requiredFor: [], mention: 'cni.dev/valid-attachments' },
+  { path: ['cni.dev/valid-attachments'], wrong: notArray, requiredFor: ['GC'], mention: 'cni.dev/valid-attachments' },
   { path: ['cni.dev/valid-attachments', 0], wrong: notObject, requiredFor: [], mention: 'cni.dev/valid-attachments[0]' },
   { path: ['cni.dev/valid-attachments', 0, 'containerID'], wrong: notString, requiredFor: [], mention: 'cni.dev/valid-attachments[0].containerID' },
   { path: ['cni.dev/valid-attachments', 0, 'ifname'], wrong: notString, requiredFor: [], mention: 'cni.dev/valid-attachments[0].ifname' },
@@ -459,7 +461,7 @@ async function checkRequestedIp(run: Runner, { ip, spelling }: { ip: string; spe
     const after = await snapshot();
     const key = `ipam/${pool}/${given}`;
     assert.deepEqual(kvDiff(before, after), { added: [key], removed: [], changed: [] }, `exactly one key, named after the address, must be written\n${context}`);
-    assert.deepEqual(JSON.parse(after.entries.get(key)!.value), { target: 'fuzz-c', ifname: 'eth0', host: 'fuzz-host' }, context);
+    assert.deepEqual(JSON.parse(after.entries.get(key)!.value), { target: 'fuzz-c', ifname: 'eth0', host: 'fuzz-host', network: 'fuzz-net' }, context);
   } finally {
     // Whatever happened, the next case starts from the same KV: remove what this one added.
     for (const key of kvDiff(before, await snapshot()).added) await agent.kv.delete(key);
@@ -533,7 +535,9 @@ interface GarbageEntry {
   suffix: string;
   canonical: boolean;
   value: string;
-  allocation?: { target: string; ifname?: string; host?: string };
+  allocation?: { target: string; ifname?: string; host?: string; network?: string };
+  /** Whether the host's data_dir holds its note of this allocation (GC releases only what its host noted). */
+  noted: boolean;
 }
 const keySuffix: fc.Arbitrary<{ suffix: string; canonical: boolean }> = fc.oneof(
   fc.nat(9).map((n) => ({ suffix: `10.70.0.${n}`, canonical: true })),
@@ -542,7 +546,13 @@ const keySuffix: fc.Arbitrary<{ suffix: string; canonical: boolean }> = fc.oneof
   hostileString.filter((s) => !/\d/.test(s) && !s.includes('\ufeff')).map((suffix) => ({ suffix, canonical: false })),
 );
 const validAllocation = fc.record(
-  { target: fc.constantFrom('fuzz-c', 'other-c'), ifname: fc.constantFrom('eth0', 'eth1'), host: fc.constantFrom('fuzz-host', 'other-host'), extra: fc.nat(3) },
+  {
+    target: fc.constantFrom('fuzz-c', 'other-c'),
+    ifname: fc.constantFrom('eth0', 'eth1'),
+    host: fc.constantFrom('fuzz-host', 'other-host'),
+    network: fc.constantFrom('fuzz-net', 'other-net'),
+    extra: fc.nat(3),
+  },
   { requiredKeys: ['target'] },
 );
 const garbageValue: fc.Arbitrary<{ value: string; allocation?: GarbageEntry['allocation'] }> = fc.oneof(
@@ -562,8 +572,8 @@ const garbageValue: fc.Arbitrary<{ value: string; allocation?: GarbageEntry['all
     fc.constantFrom('', 'null', '[]', '{}', '{"target":5}', '{"target":""}', '{"target":null}', '{"target":["fuzz-c"]}', '{"target":"fuzz-c","ifname":5}', '{"target":"fuzz-c","host":[]}', '{"Target":"fuzz-c"}', '["fuzz-c"]', '"fuzz-c"'),
   ).map((value) => ({ value })),
 );
-const garbageEntries = fc.uniqueArray(fc.record({ key: keySuffix, value: garbageValue }), { minLength: 1, maxLength: 8, selector: (e) => e.key.suffix }).map((list) =>
-  list.map(({ key, value }): GarbageEntry => ({ ...key, ...value })),
+const garbageEntries = fc.uniqueArray(fc.record({ key: keySuffix, value: garbageValue, noted: fc.boolean() }), { minLength: 1, maxLength: 8, selector: (e) => e.key.suffix }).map((list) =>
+  list.map(({ key, value, noted }): GarbageEntry => ({ ...key, ...value, noted })),
 );
 const dirtyCase = fc.record({
   command: anyCommand.filter((c) => c !== 'STATUS'),
@@ -586,6 +596,18 @@ async function checkDirtyPool(
   assert.equal(written.status, 200, await written.text());
   figures.garbageKeysWritten += entries.length;
   const byKey = new Map(entries.map((e) => [`${prefix}${e.suffix}`, e]));
+  // The host's notes, as its ADD writes them, for GC (ADD and DEL would take a note as a shortcut and change their
+  // oracle): only for valid allocations under canonical keys, whose names are safe paths. One note per container
+  // and interface: the last one written holds.
+  const notes = new Map<string, string>();
+  for (const e of command === 'GC' ? entries : []) {
+    const a = e.allocation;
+    if (e.noted && e.canonical && a?.ifname !== undefined) {
+      mkdirSync(path.join(dataDir, dirtyPool, 'containers', a.target), { recursive: true });
+      writeFileSync(path.join(dataDir, dirtyPool, 'containers', a.target, a.ifname), `${e.suffix}\n`);
+      notes.set(`${a.target}/${a.ifname}`, e.suffix);
+    }
+  }
 
   const config = validConfig(command, dataDir, dirtyPool);
   if (command === 'CHECK') config.prevResult.ips = [{ address: `${checkIp}/29` }];
@@ -616,9 +638,16 @@ async function checkDirtyPool(
     assert.equal(r.code, 0, `${context}\n${describeRun(r)}`);
     assert.deepEqual({ ...diff, removed: diff.removed.sort() }, { added: [], removed: expected, changed: [] }, context);
   } else if (command === 'GC') {
-    // Releases exactly fuzz-host's valid allocations under canonical keys whose attachment is not kept.
-    const kept = (a: NonNullable<GarbageEntry['allocation']>) => gcKeeps && a.target === 'fuzz-c' && (a.ifname === undefined || a.ifname === 'eth0');
-    const expected = [...byKey.entries()].filter(([, e]) => e.canonical && e.allocation?.host === 'fuzz-host' && !kept(e.allocation)).map(([k]) => k).sort();
+    // Releases exactly fuzz-host's valid allocations of fuzz-net under canonical keys, noted by the host, whose attachment is not kept.
+    const kept = (a: NonNullable<GarbageEntry['allocation']>) => gcKeeps && a.target === 'fuzz-c' && a.ifname === 'eth0';
+    const collectable = (e: GarbageEntry) =>
+      e.canonical &&
+      e.allocation?.host === 'fuzz-host' &&
+      e.allocation.network === 'fuzz-net' &&
+      notes.get(`${e.allocation.target}/${e.allocation.ifname}`) === e.suffix &&
+      !kept(e.allocation);
+    const expected = [...byKey.entries()].filter(([, e]) => collectable(e)).map(([k]) => k).sort();
+    figures.gcReleases += expected.length;
     assert.equal(r.code, 0, `${context}\n${describeRun(r)}`);
     assert.equal(r.stdout, '', context);
     assert.deepEqual({ ...diff, removed: diff.removed.sort() }, { added: [], removed: expected, changed: [] }, context);

@@ -79,7 +79,7 @@ test('a pool and allocations made by hand as the seed shows work with ADD, CHECK
   assert.ok(raw !== undefined, 'the allocation key is ipam/<pool>/<ip>');
   const value = JSON.parse(raw) as Record<string, unknown>;
   assert.equal(value.target, 'new-container');
-  assert.deepEqual(value, { target: 'new-container', ifname: 'eth0', host: 'node-7' }, 'target, plus the interface and the host beside it');
+  assert.deepEqual(value, { target: 'new-container', ifname: 'eth0', host: 'node-7', network: 'test-net' }, 'target, plus the interface, the host and the network beside it');
 
   // Nothing else was written anywhere in KV: no other key, no change to the pool key, the folders or the hand-made allocations.
   const afterAdd = await curlTree('');

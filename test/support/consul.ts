@@ -421,6 +421,45 @@ export async function forceLeave(server: ConsulAgent, node: string): Promise<voi
 }
 
 // ---------------------------------------------------------------------------
+// A server without a leader
+
+/** A real Consul server that never gets a leader: its HTTP API answers, its cluster waits for a peer. */
+export interface LeaderlessServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * One real server started with -bootstrap-expect 2 and no peer to join: it waits for the second server forever,
+ * so /v1/status/leader answers "" and KV requests fail with 500 "No cluster leader", as during a lost quorum.
+ * Resolves once its HTTP API answers.
+ */
+export async function startLeaderlessConsul(): Promise<LeaderlessServer> {
+  return withPortRetries(async () => {
+    const [http, lan, wan, rpc] = (await freePorts(4)) as [number, number, number, number];
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'consul-leaderless-'));
+    const proc = spawnAgent([
+      'agent', '-server', '-bootstrap-expect', '2', '-node', 'alone', '-data-dir', dataDir,
+      '-bind', '127.0.0.1', '-client', '127.0.0.1',
+      '-http-port', String(http), '-dns-port', '-1', '-grpc-port', '-1',
+      '-serf-lan-port', String(lan), '-serf-wan-port', String(wan), '-server-port', String(rpc),
+    ]);
+    const url = `http://127.0.0.1:${http}`;
+    const stop = async (): Promise<void> => {
+      await proc.kill();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+    try {
+      await waitUntil(proc, `the HTTP API at ${url}`, async () => (await getLeader(url)) === '');
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    return { url, stop };
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Cluster
 
 interface ServerSpec {

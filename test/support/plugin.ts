@@ -3,7 +3,7 @@
 // hands this delegate, and checks CNI errors. Used by every file in test/integration/.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -126,6 +126,17 @@ export function runPlugin(options: RunOptions): Promise<PluginRun> {
 
 // ---------------------------------------------------------------------------
 // Running any CNI executable
+
+/** A fresh CNI_PATH folder holding the three built CNI executables (links to dist/), as a runtime's bin dir would. */
+export function cniBinDir(): string {
+  const dir = tempDir('ipam-da-consul-cni-bin-');
+  for (const name of ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul']) {
+    const file = path.join(projectRoot, 'dist', name);
+    if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the integration tests`);
+    symlinkSync(file, path.join(dir, name));
+  }
+  return dir;
+}
 
 /** One run of a CNI executable. */
 export interface CniRun {
