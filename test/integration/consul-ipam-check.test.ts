@@ -143,7 +143,7 @@ describe('a host that dies: check, then release --from-report', () => {
     assert.match(run.stdout, new RegExp(`^left alone ipam/${pool}/${ips['b-2']!.replace(/\./g, '\\.')} \\(b-2 eth0 on ${other}\\): changed since the report \\(ModifyIndex \\d+, now ${before!.modifyIndex}: .*live-3`, 'm'));
     assert.match(run.stdout, /^released 1 of 2; 1 left alone$/m);
     assert.equal(await server.kv.get(`ipam/${pool}/${ips['b-1']}`), undefined);
-    assert.deepEqual(await server.kv.getJson(`ipam/${pool}/${ips['b-2']}`), { target: 'live-3', ifname: 'eth0', host: live });
+    assert.deepEqual(await server.kv.getJson(`ipam/${pool}/${ips['b-2']}`), { target: 'live-3', ifname: 'eth0', host: live, network: 'net' });
     assert.equal((await server.kv.get(`ipam/${pool}/${ips['b-2']}`))!.modifyIndex, before!.modifyIndex);
     assert.equal(((await server.kv.getJson(`ipam/${pool}/${ips['live-1']}`)) as { target: string }).target, 'live-1');
 
