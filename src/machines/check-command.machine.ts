@@ -1,5 +1,6 @@
 /**
- * CHECK: parse → pick server → load pool → verify that prevResult's addresses are this container's.
+ * CHECK: parse → pick server → load pool → verify that prevResult's addresses in the pool (at least one) are
+ * this container's.
  * Drawn in docs/state-diagrams/check-command.md. (The original panicked here.)
  */
 import { assign, setup } from 'xstate';
@@ -11,7 +12,7 @@ import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
 import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
-import { verifyAllocationsLogic } from '../services/verify-allocations';
+import { addressesInPool, nothingToVerify, verifyAllocationsLogic } from '../services/verify-allocations';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface CheckContext {
@@ -39,9 +40,12 @@ export const checkCommandMachine = setup({
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
   },
+  guards: {
+    holdsNothingOfPool: ({ context }, params: { pool: LoadedPool }) => addressesInPool(params.pool, present(context.config, 'config').prevIps).length === 0,
+  },
 }).createMachine({
   id: 'check',
-  description: 'CNI CHECK: succeed only when every address of prevResult.ips in the pool is allocated to this container.',
+  description: 'CNI CHECK: succeed only when prevResult.ips holds an address of the pool and every such address is allocated to this container.',
   context: ({ input }) => ({ input, verified: [] }),
   initial: 'parsing',
   states: {
@@ -71,7 +75,14 @@ export const checkCommandMachine = setup({
         id: 'loadPool',
         src: 'loadPool',
         input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name }),
-        onDone: { target: 'verifying', actions: assign({ pool: ({ event }) => event.output }) },
+        onDone: [
+          {
+            guard: { type: 'holdsNothingOfPool', params: ({ event }) => ({ pool: event.output }) },
+            target: 'nothingToVerify',
+            actions: assign({ error: ({ context, event }) => nothingToVerify(event.output, present(context.config, 'config').prevIps) }),
+          },
+          { target: 'verifying', actions: assign({ pool: ({ event }) => event.output }) },
+        ],
         onError: { target: 'poolUnusable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
     },
@@ -95,6 +106,7 @@ export const checkCommandMachine = setup({
     invalidInput: { type: 'final', description: 'Stdin or environment is invalid (codes 1, 4, 6, 7). Nothing was sent to Consul.' },
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
     poolUnusable: { type: 'final', description: 'The pool is missing (100) or its ranges are invalid (101), or reading it failed.' },
+    nothingToVerify: { type: 'final', description: 'No address of prevResult.ips lies in the pool: a CHECK that verifies nothing fails (108).' },
     mismatch: { type: 'final', description: 'An address is not allocated to this container (108), or reading it failed (11, 102, 106, 107).' },
   },
   output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.verified)),

@@ -88,6 +88,21 @@ describe('CHECK', () => {
     assert.equal(output.type === 'error' && output.cniVersion, '0.4.0');
   });
 
+  for (const ips of [[], ['192.168.7.5/24']]) {
+    test(`prevResult.ips holding no address of the pool (${JSON.stringify(ips)}) ends in nothingToVerify (108), without verifying`, async () => {
+      let verified = false;
+      const { output, visited } = await run(
+        { verifyAllocations: fromPromise(async () => ((verified = true), [])) },
+        configText({ ips, cniVersion: '1.0.0' }),
+      );
+      assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'nothingToVerify']);
+      assert.equal(verified, false);
+      assert.equal(output.type === 'error' && output.error.code, ErrorCode.AllocationMismatch);
+      assert.match(output.type === 'error' ? output.error.message : '', /no address of pool pool1: there is nothing of this pool to verify/);
+      assert.match(output.type === 'error' ? output.error.details : '', ips.length === 0 ? /prevResult\.ips is empty/ : /192\.168\.7\.5\/24/);
+    });
+  }
+
   test('bad stdin, no server, missing pool end in their own states', async () => {
     assert.equal((await run({}, '{}')).final, 'invalidInput');
     assert.equal((await run({ pickServer: rejects(kvDown) })).final, 'consulUnreachable');
