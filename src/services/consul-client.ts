@@ -3,8 +3,9 @@
  * https://developer.hashicorp.com/consul/api-docs/kv and /api-docs/txn
  *
  * Every request has a connect and a total timeout, so a dead or hung server cannot stall a container start.
- * Transient answers (no leader during an election, 5xx, a reset connection) are retried on the same server
- * within a small budget; everything else fails at once with the CNI error code that fits it.
+ * Transient answers (no leader during an election, 5xx, 429, a reset connection) are retried on the same
+ * server within a small budget; an answer that is not Consul's moves to the next server; everything else fails
+ * at once with the CNI error code that fits it.
  */
 import { readFileSync } from 'node:fs';
 import type { Got, OptionsInit } from 'got';
@@ -66,6 +67,19 @@ export interface ConsulKv {
    */
   nodes(): Promise<string[]>;
 }
+
+/**
+ * How far behind the leader a stale answer may be: Consul's X-Consul-LastContact, in ms, on a stale read
+ * answered by a follower. Raft heartbeats every 0.5-1 s with Consul's production timing (raft_multiplier 5),
+ * so a healthy follower stays under it; one lagging more may hold a pool definition an operator just changed.
+ */
+export const maxStalenessMs = 1000;
+
+/**
+ * Consul 1.8 sets these on every answer to a KV read, 200 and 404 alike (its writes, transactions that write,
+ * /v1/status/leader and its errors carry none). Another HTTP service on the port never sends them.
+ */
+const readHeaders = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact'] as const;
 
 /** Delay before retry `attempt` (1-based) of a transient failure; 0 means give up. About 3 s in all, jittered. */
 export function transientRetryDelay(attempt: number, random: () => number = Math.random): number {
@@ -152,6 +166,9 @@ export function failureForStatus(server: string, what: string, status: number, b
     return new ConsulFailure(ErrorCode.PermissionDenied, `Consul denied ${what}: permission denied (check ipam.consul_token)`, `${server} answered ${status}: ${said}`);
   }
   if (status >= 500) return new ConsulFailure(ErrorCode.TryAgainLater, `Consul could not serve ${what}`, `${server} answered ${status}: ${said}`);
+  // Consul 1.9+ answers 429 when this host holds more than limits.http_max_conns_per_client connections
+  // (1.8 just closes the connection): a storm of plugin processes against one local agent, soon over.
+  if (status === 429) return new ConsulFailure(ErrorCode.TryAgainLater, `Consul is limiting this host's connections for ${what}`, `${server} answered 429: ${said}`);
   return new ConsulFailure(ErrorCode.KvFailure, `Consul refused ${what}`, `${server} answered ${status}: ${said}`);
 }
 
@@ -162,11 +179,40 @@ export function failureForTransport(server: string, what: string, error: unknown
   return new ConsulFailure(ErrorCode.TryAgainLater, `cannot reach Consul for ${what}`, `${server}: ${code}: ${message}`);
 }
 
+/**
+ * Thrown when a server's answer cannot be Consul's (a 404 without X-Consul-Index: another service on that
+ * port): retrying it is pointless, the next listed server may be Consul.
+ */
+export class NotConsulFailure extends ConsulFailure {}
+
+/** The answer to `what` when it lacks the headers Consul puts on it (a 404 always; a 2xx when `read`). */
+function notConsul(server: string, what: string, status: number, headers: Readonly<Record<string, unknown>>, read: boolean): NotConsulFailure | undefined {
+  if (readHeaders.some((name) => headers[name] !== undefined)) return undefined;
+  if (status !== 404 && !(read && status >= 200 && status < 300)) return undefined;
+  return new NotConsulFailure(
+    ErrorCode.TryAgainLater,
+    `${server} is not a Consul server`,
+    `${server} is not a Consul server: it answered ${what} with ${status} without Consul's X-Consul-Index header (another service on that port?)`,
+  );
+}
+
 const isTransient = (error: unknown): boolean =>
-  error instanceof ConsulFailure && error.code === ErrorCode.TryAgainLater && !/ETIMEDOUT|ECONNREFUSED|CERT|SSL|EPROTO/.test(error.details);
+  error instanceof ConsulFailure &&
+  !(error instanceof NotConsulFailure) &&
+  error.code === ErrorCode.TryAgainLater &&
+  !/ETIMEDOUT|ECONNREFUSED|CERT|SSL|EPROTO/.test(error.details);
 
 /** The server went away after it was picked (killed, restarted): another server of the cluster may take over. */
 const isGone = (error: unknown): boolean => error instanceof ConsulFailure && /: (ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH):/.test(error.details);
+
+/** What one answer said, with the Consul headers the reads check. */
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+  readonly knownLeader: boolean;
+  /** X-Consul-LastContact: ms since the answering server last heard from the leader (0 on the leader). */
+  readonly lastContactMs: number;
+}
 
 /**
  * Creates a client for one server. got is loaded here, on first use, so VERSION never pays for it.
@@ -182,8 +228,11 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
   let requests = 0;
   const kept = new Map<string, KvEntry | undefined>();
 
-  /** Sends one request, retrying transient failures when `retry` is set. */
-  async function send(what: string, path: string, init: OptionsInit, retry = true): Promise<{ status: number; body: string; knownLeader: boolean }> {
+  /**
+   * Sends one request, retrying transient failures when `retry` is set. `read`: a KV read, whose every answer
+   * from Consul carries its index headers.
+   */
+  async function send(what: string, path: string, init: OptionsInit, retry = true, read = false): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {
       requests++;
       const started = Date.now();
@@ -191,12 +240,16 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
         const response = await http(path, { ...init, responseType: 'text', resolveBodyOnly: false, isStream: false });
         const body = response.body;
         log.debug(`consul ${init.method ?? 'GET'} ${path}${init.searchParams ? `?${new URLSearchParams(init.searchParams as Record<string, string>)}` : ''} -> ${response.statusCode} in ${Date.now() - started} ms`);
+        const status = response.statusCode;
         const knownLeader = response.headers['x-consul-knownleader'] !== 'false';
-        if (response.statusCode < 500 && response.statusCode !== 403) return { status: response.statusCode, body, knownLeader };
-        throw failureForStatus(server, what, response.statusCode, body);
+        const lastContactMs = Number(response.headers['x-consul-lastcontact'] ?? 0) || 0;
+        if (status >= 500 || status === 403 || status === 429) throw failureForStatus(server, what, status, body);
+        const impostor = notConsul(server, what, status, response.headers, read);
+        if (impostor) throw impostor;
+        return { status, body, knownLeader, lastContactMs };
       } catch (caught) {
         const failure = caught instanceof ConsulFailure ? caught : failureForTransport(server, what, caught);
-        if (retry && isGone(failure) && spare.length > 0) {
+        if (retry && (isGone(failure) || failure instanceof NotConsulFailure) && spare.length > 0) {
           const next = spare.shift()!;
           log.warn(`${failure.message} (${failure.details}); moving to Consul server ${next}`);
           server = next;
@@ -234,7 +287,17 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       const what = 'the leader status';
       const response = await send(what, 'v1/status/leader', {}, false);
       expectOk(what, response);
-      return parse<string>(what, response.body);
+      // Consul sets no header of its own here: the answer's shape (a JSON string) is all that says it is Consul.
+      let leader: unknown;
+      try {
+        leader = JSON.parse(response.body);
+      } catch {
+        leader = undefined;
+      }
+      if (typeof leader !== 'string') {
+        throw new NotConsulFailure(ErrorCode.TryAgainLater, `${server} is not a Consul server`, `${server} is not a Consul server: it answered ${what} with ${response.body.slice(0, 100)}, not a JSON string`);
+      }
+      return leader;
     },
     async get(key, { retry = true, probe = false, fresh = false } = {}) {
       if (kept.has(key) && !fresh) {
@@ -243,24 +306,28 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
         return entry;
       }
       const what = `a read of ${key}`;
-      const response = await send(what, keyPath(key), probe ? { searchParams: { stale: '' } } : {}, retry);
+      const response = await send(what, keyPath(key), probe ? { searchParams: { stale: '' } } : {}, retry, true);
       if (!response.knownLeader) throw new ConsulFailure(ErrorCode.TryAgainLater, `Consul has no leader for ${what}`, `${server}: no cluster leader`);
       expectOk(what, response, 404);
       const entry = response.status === 404 ? undefined : parse<RawEntry[]>(what, response.body).map(toEntry)[0];
-      // A stale "not found" may only mean this server has not applied the write yet (a pool just made): it is
-      // not kept, so the command's own read asks again, consistently.
-      if (probe && entry !== undefined) kept.set(key, { ...entry, stale: true });
+      // A stale "not found" may only mean this server has not applied the write yet (a pool just made), and a
+      // server that has not heard from the leader for a while may hold ranges an operator has changed since:
+      // neither is kept, so the command's own read asks again, answered by the leader (one request more, only then).
+      if (probe && entry !== undefined) {
+        if (response.lastContactMs <= maxStalenessMs) kept.set(key, { ...entry, stale: true });
+        else log.debug(`${server} last heard from the leader ${response.lastContactMs} ms ago: reading ${key} again from the leader`);
+      }
       return entry;
     },
     async list(prefix) {
       const what = `a read of ${prefix}`;
-      const response = await send(what, keyPath(prefix), { searchParams: { recurse: '' } });
+      const response = await send(what, keyPath(prefix), { searchParams: { recurse: '' } }, true, true);
       expectOk(what, response, 404);
       return response.status === 404 ? [] : parse<RawEntry[]>(what, response.body).map(toEntry);
     },
     async keys(prefix) {
       const what = `a listing of ${prefix}`;
-      const response = await send(what, keyPath(prefix), { searchParams: { keys: '' } });
+      const response = await send(what, keyPath(prefix), { searchParams: { keys: '' } }, true, true);
       expectOk(what, response, 404);
       return response.status === 404 ? [] : parse<string[]>(what, response.body);
     },

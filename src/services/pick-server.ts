@@ -17,16 +17,17 @@ export interface PickServerInput {
 }
 
 /**
- * Runs after parsing: tries ipam.consul_servers in order and keeps the first that answers with a leader,
- * for every later request of this invocation. When a pass finds servers up but none with a leader (an
- * election), it waits and tries again within about 3 s. None usable → code 11 (try again later), naming each
- * server and why.
+ * Runs after parsing: tries ipam.consul_servers in order and keeps the first that answers as Consul does
+ * (with its headers) and with a leader, for every later request of this invocation; a server that answers
+ * otherwise (another service on that port) is passed over. When a pass finds servers up but none ready (an
+ * election, or a server refusing this host more connections), it waits and tries again within about 3 s.
+ * None usable → code 11 (try again later), naming each server and why.
  */
 export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ input: { consul, log, probeKey } }) => {
   const options = gotOptions(consul);
   for (let pass = 1; ; pass++) {
     const reasons: string[] = [];
-    let electing = false;
+    let busy = false;
     for (const [index, server] of consul.servers.entries()) {
       // The servers listed after this one, then those before it, take over if it goes away mid-invocation.
       const fallbacks = [...consul.servers.slice(index + 1), ...consul.servers.slice(0, index)];
@@ -38,25 +39,28 @@ export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ i
           return kv;
         }
         reasons.push(`${server}: no cluster leader`);
-        electing = true;
+        busy = true;
       } catch (error) {
         const reason = error instanceof CniError ? error.details || error.message : `${server}: ${String(error)}`;
         reasons.push(reason);
-        // A server that answers 5xx or knows no leader is up: a leader may be elected in a moment.
-        electing ||= /no cluster leader|answered 5\d\d/i.test(reason);
+        // A server that answers 5xx or knows no leader is up: a leader may be elected in a moment. One that
+        // answers 429 or closes the connection at once (Consul 1.8 over limits.http_max_conns_per_client) is
+        // up and busy: this host's other plugin processes are done with it in a moment.
+        busy ||= /no cluster leader|answered (5\d\d|429)|ECONNRESET/i.test(reason);
       }
       log.warn(`Consul server ${server} is not usable: ${reasons[reasons.length - 1]}`);
     }
-    const delay = electing ? transientRetryDelay(pass) : 0;
+    const delay = busy ? transientRetryDelay(pass) : 0;
     if (delay === 0) throw new CniError(ErrorCode.TryAgainLater, 'no Consul server could be reached', reasons.join('; '));
-    log.warn(`no Consul server has a leader yet; retrying in ${delay} ms`);
+    log.warn(`no Consul server is ready yet (no leader, or busy); retrying in ${delay} ms`);
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 });
 
 /**
- * Reads the probe key; a server that answers at all (even 403, which the command's own read reports
- * properly) has a leader. Transport failures and 5xx move on to the next server.
+ * Reads the probe key; a server that answers as Consul at all (even 403, which the command's own read
+ * reports properly) has a leader. Transport failures, 5xx, 429 and answers that are not Consul's (all code
+ * 11) move on to the next server.
  */
 async function probeRead(kv: ConsulKv, key: string): Promise<string> {
   try {

@@ -185,8 +185,18 @@ export function makeTlsFiles(dir: string): TlsFiles {
 // ---------------------------------------------------------------------------
 // A Consul that misbehaves on demand
 
-/** What the proxy does with one request: pass it to Consul, answer 500 "No cluster leader", or never answer. */
-export type ProxyAction = 'forward' | 'fail' | 'hang';
+/**
+ * What the proxy does with one request: pass it to Consul, answer 500 "No cluster leader", never answer, or
+ * answer 429 as Consul 1.9+ does past limits.http_max_conns_per_client (1.8 closes the connection instead).
+ */
+export type ProxyAction = 'forward' | 'fail' | 'hang' | 'throttle';
+
+/** Consul's answer to a forwarded request, which a test may rewrite before the plugin sees it. */
+export interface ProxyAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
 
 export interface ConsulProxy {
   url: string;
@@ -197,9 +207,14 @@ export interface ConsulProxy {
 
 /**
  * An HTTP server in front of a real Consul that forwards, fails or holds each request as `decide` says
- * (`n` counts the requests seen so far, from 0). Held requests are ended when the proxy closes.
+ * (`n` counts the requests seen so far, from 0), passing a forwarded answer through `rewrite` when given.
+ * Held requests are ended when the proxy closes.
  */
-export async function startConsulProxy(target: string, decide: (req: { method: string; path: string }, n: number) => ProxyAction): Promise<ConsulProxy> {
+export async function startConsulProxy(
+  target: string,
+  decide: (req: { method: string; path: string }, n: number) => ProxyAction,
+  rewrite: (req: { method: string; path: string }, answer: ProxyAnswer) => ProxyAnswer = (_, answer) => answer,
+): Promise<ConsulProxy> {
   const seen: ConsulProxy['seen'] = [];
   const held = new Set<ServerResponse>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -219,18 +234,25 @@ export async function startConsulProxy(target: string, decide: (req: { method: s
         res.end('No cluster leader');
         return;
       }
+      if (action === 'throttle') {
+        // go-connlimit's answer, as Consul 1.9+ sends it: no Consul header, and the connection closed.
+        res.writeHead(429, { 'Content-Type': 'text/plain', Connection: 'close' });
+        res.end('Your IP is issuing too many concurrent connections, please rate limit your calls\n');
+        return;
+      }
       const headers: Record<string, string> = {};
       const token = req.headers['x-consul-token'];
       if (typeof token === 'string') headers['X-Consul-Token'] = token;
       const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
       fetch(`${target}${request.path}`, { method: request.method, headers, ...(body && request.method !== 'GET' ? { body } : {}) })
         .then(async (answer) => {
-          res.statusCode = answer.status;
-          for (const name of ['content-type', 'x-consul-index', 'x-consul-knownleader']) {
-            const value = answer.headers.get(name);
-            if (value !== null) res.setHeader(name, value);
-          }
-          res.end(Buffer.from(await answer.arrayBuffer()));
+          const headers: Record<string, string> = {};
+          answer.headers.forEach((value, name) => {
+            if (name === 'content-type' || name.startsWith('x-consul-')) headers[name] = value;
+          });
+          const rewritten = rewrite(request, { status: answer.status, headers, body: Buffer.from(await answer.arrayBuffer()) });
+          res.writeHead(rewritten.status, rewritten.headers);
+          res.end(rewritten.body);
         })
         .catch((error: Error) => {
           res.statusCode = 502;
