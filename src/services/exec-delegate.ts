@@ -101,23 +101,52 @@ interface Exited {
   readonly timedOut: boolean;
 }
 
+/**
+ * How long stdout may stay open once the delegate has exited: what it printed is in the pipe by then; a
+ * process it left behind holding stdout (`sleep 1000 &` in a script) is not waited for.
+ */
+const stdoutGraceMs = 200;
+
 function runDelegate(file: string, input: ExecDelegateInput, abort: AbortSignal): Promise<Exited> {
   return new Promise((resolve, reject) => {
-    // stderr is inherited: a delegate's warnings reach the runtime's log the same way ours do.
-    const child = spawn(file, [], { env: { ...input.env, CNI_COMMAND: input.command }, stdio: ['pipe', 'pipe', 'inherit'] });
+    // detached: the delegate leads a process group of its own, so a timeout also kills whatever it started.
+    // Its stderr is relayed to ours, so its warnings reach the runtime's log as ours do, and a process it left
+    // behind holds our pipe, never the runtime's (which a runtime reading it to the end would wait on).
+    const child = spawn(file, [], { env: { ...input.env, CNI_COMMAND: input.command }, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     const chunks: Buffer[] = [];
     let size = 0;
     let timedOut = false;
+    let settled = false;
+    let grace: NodeJS.Timeout | undefined;
     // SIGKILL: a delegate past its budget is hung; a polite signal it could ignore would hang us too.
-    const kill = (): void => void child.kill('SIGKILL');
+    const kill = (): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL'); // the group is gone already (ESRCH): at most the delegate itself is left
+      }
+    };
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
     }, input.timeoutMs);
     abort.addEventListener('abort', kill, { once: true });
-    const done = (): void => {
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
       clearTimeout(timer);
+      clearTimeout(grace);
       abort.removeEventListener('abort', kill);
+      return true;
+    };
+    const finish = (code: number | null, signalName: NodeJS.Signals | null): void => {
+      if (!settle()) return;
+      if (size > maxOutputBytes) {
+        reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} printed too much`, `more than ${maxOutputBytes} bytes on stdout`));
+        return;
+      }
+      resolve({ code, signalName, stdout: Buffer.concat(chunks), timedOut });
     };
 
     child.stdout.on('data', (chunk: Buffer) => {
@@ -129,17 +158,17 @@ function runDelegate(file: string, input: ExecDelegateInput, abort: AbortSignal)
     child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(input.config));
     child.once('error', (error) => {
-      done();
-      reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} could not be run`, `${file}: ${error.message}`));
+      if (settle()) reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} could not be run`, `${file}: ${error.message}`));
     });
-    child.once('close', (code, signalName) => {
-      done();
-      if (size > maxOutputBytes) {
-        reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} printed too much`, `more than ${maxOutputBytes} bytes on stdout`));
-        return;
-      }
-      resolve({ code, signalName, stdout: Buffer.concat(chunks), timedOut });
+    child.once('exit', (code, signalName) => {
+      grace = setTimeout(() => {
+        input.log.warn(`delegate ${input.name} ${input.command} exited with ${signalName ?? code}, but a process it started still holds its stdout or stderr: not waiting for it`);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(code, signalName);
+      }, stdoutGraceMs);
     });
+    child.once('close', finish);
   });
 }
 
