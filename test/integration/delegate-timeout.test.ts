@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCni } from '../support/plugin';
+import { reportFigures } from '../support/reliability';
 
 const root = path.resolve(__dirname, '../..');
 let cniPath: string;
@@ -26,6 +27,7 @@ function alive(pid: number): boolean {
 }
 
 const pidsToKill: number[] = [];
+const figures: Record<string, number> = {};
 
 before(() => {
   assert.ok(existsSync(path.join(root, 'dist/ipam-delegated')), 'dist/ipam-delegated is missing: run `npm run build` first');
@@ -54,6 +56,7 @@ after(() => {
     }
   }
   if (cniPath) rmSync(cniPath, { recursive: true, force: true });
+  reportFigures('delegate-timeout', 'totals', figures);
 });
 
 const config = (delegate: string, timeoutMs: number) => ({
@@ -69,6 +72,7 @@ test('a delegate that answers and exits while a child of it holds its stdout: it
   pidsToKill.push(child);
   assert.equal(run.code, 0, `ADD failed or was killed after ${run.ms} ms\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
   assert.deepEqual(run.json, JSON.parse(result));
+  figures.answeredWhileChildHoldsStdoutMs = run.ms;
   assert.ok(run.ms < 5_000, `answered in ${run.ms} ms, long before the 20 s timeout`);
   assert.match(run.stderr, /still holds its stdout/, 'the leftover process is reported');
   assert.ok(alive(child), 'a delegate that exited in time keeps what it started');
@@ -82,6 +86,7 @@ test('a delegate that never answers, with a child holding its stdout: ADD fails 
   assert.equal(run.json?.code, 11, run.stdout);
   assert.match(run.json.msg, /ipam-dx-hang ADD timed out/);
   assert.match(run.json.details, /killed after 1500 ms \(ipam\.delegate_timeout_ms\)/);
+  figures.hungWithTimeout1500Ms = run.ms;
   assert.ok(run.ms < 8_000, `failed in ${run.ms} ms, bounded by the 1.5 s timeout (plus start-up and the rollback DEL)`);
   assert.equal(alive(delegate), false, 'the delegate was killed');
   assert.equal(alive(child), false, 'and so was the child it started');
