@@ -76,10 +76,11 @@ export interface ConsulKv {
 export const maxStalenessMs = 1000;
 
 /**
- * Consul 1.8 sets these on every answer to a KV read, 200 and 404 alike (its writes, transactions that write,
- * /v1/status/leader and its errors carry none). Another HTTP service on the port never sends them.
+ * Consul 1.8 sets these on every answer to a KV or catalog read, 200 and 404 alike (the catalog adds
+ * X-Consul-Effective-Consistency; its writes, transactions that write, /v1/status/leader and its errors carry
+ * none). Another HTTP service on the port never sends them.
  */
-const readHeaders = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact'] as const;
+const readHeaders = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency'] as const;
 
 /** Delay before retry `attempt` (1-based) of a transient failure; 0 means give up. About 3 s in all, jittered. */
 export function transientRetryDelay(attempt: number, random: () => number = Math.random): number {
@@ -229,8 +230,8 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
   const kept = new Map<string, KvEntry | undefined>();
 
   /**
-   * Sends one request, retrying transient failures when `retry` is set. `read`: a KV read, whose every answer
-   * from Consul carries its index headers.
+   * Sends one request, retrying transient failures when `retry` is set. `read`: a KV or catalog read, whose
+   * every answer from Consul carries its index headers.
    */
   async function send(what: string, path: string, init: OptionsInit, retry = true, read = false): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {
@@ -365,7 +366,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
     },
     async nodes() {
       const what = 'the catalog of nodes';
-      const response = await send(what, 'v1/catalog/nodes', {});
+      const response = await send(what, 'v1/catalog/nodes', {}, true, true);
       expectOk(what, response);
       const body = parse<unknown>(what, response.body);
       if (!Array.isArray(body)) throw new ConsulFailure(ErrorCode.KvFailure, `Consul sent an answer to ${what} that is not a list`, `${server}: ${response.body.slice(0, 200)}`);
