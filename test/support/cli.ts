@@ -67,7 +67,12 @@ export async function startProxy(target: string, beforeForward: (method: string,
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && chunks.length > 0;
       const upstream = await fetch(`${target}${req.url}`, { method: req.method, headers, ...(hasBody ? { body: Buffer.concat(chunks) } : {}) });
       const body = Buffer.from(await upstream.arrayBuffer());
-      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+      // Consul's own headers pass through: without them the answer is not Consul's, and the CLI moves on.
+      const answerHeaders: Record<string, string> = { 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
+      upstream.headers.forEach((value, name) => {
+        if (name.startsWith('x-consul-')) answerHeaders[name] = value;
+      });
+      res.writeHead(upstream.status, answerHeaders);
       res.end(body);
     })().catch((error: Error) => {
       res.writeHead(502);
