@@ -65,6 +65,8 @@ export interface RunOptions {
   flavour?: 'standard' | 'verbose';
   /** Kill the plugin after this long (it then "exits" with code -1). Default 15 s. */
   timeoutMs?: number;
+  /** Called with each piece of stderr as the plugin writes it, to act while it runs. */
+  onStderr?: (text: string) => void;
 }
 
 export interface PluginRun {
@@ -102,7 +104,10 @@ export function runPlugin(options: RunOptions): Promise<PluginRun> {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => {
+      err.push(chunk);
+      options.onStderr?.(chunk.toString('utf8'));
+    });
     child.stdin.on('error', () => undefined); // a plugin that exits without reading stdin closes the pipe
     child.stdin.end(stdin);
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000);
