@@ -161,6 +161,7 @@ function runDelegate(file: string, input: ExecDelegateInput, abort: AbortSignal)
       if (settle()) reject(new CniError(ErrorCode.IoFailure, `delegate ${input.name} ${input.command} could not be run`, `${file}: ${error.message}`));
     });
     child.once('exit', (code, signalName) => {
+      if (settled) return;
       grace = setTimeout(() => {
         input.log.warn(`delegate ${input.name} ${input.command} exited with ${signalName ?? code}, but a process it started still holds its stdout or stderr: not waiting for it`);
         child.stdout.destroy();
