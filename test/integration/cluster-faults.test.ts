@@ -5,6 +5,8 @@
 // leaves no IP held by two containers and, after DEL of the failed ones, no allocation leaked.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { startConsulCluster, type ClusterServer, type ConsulCluster } from '../support/consul';
 import {
   addressOf,
@@ -70,6 +72,23 @@ async function healCluster(): Promise<void> {
   await Promise.all(cluster.servers.map((s) => s.start()));
   await cluster.leaderUrl();
 }
+
+test('a healthy cluster: ADD through a follower costs the 3 requests it costs through the leader (its stale read is trusted)', { timeout: 60_000 }, async (t) => {
+  const pool = await makePool('faults-follower', [{ subnet: '10.91.0.0/24' }]);
+  const { leader, followers } = await roles();
+  const dataDir = tempDir('ipam-da-consul-follower-');
+  const counts: Record<string, number[]> = { leader: [], follower: [] };
+  for (const [role, server] of [['leader', leader], ['follower', followers[0]!]] as const) {
+    for (let i = 0; i < 5; i++) {
+      const log = path.join(dataDir, `${role}-${i}.log`);
+      const add = await run({ command: 'ADD', containerId: `c-${role}-${i}`, flavour: 'verbose', env: { IPAM_DA_CONSUL_LOG_FILE: log }, config: netConfig({ servers: [server.url], pool, dataDir }) });
+      assertSuccess(add);
+      counts[role]!.push(readFileSync(log, 'utf8').split('\n').filter((line) => / consul (GET|PUT|DELETE) /.test(line)).length);
+    }
+  }
+  reportFigures('cluster-faults', t.name, { requestsPerAdd: counts }, t);
+  assert.deepEqual(counts, { leader: [3, 3, 3, 3, 3], follower: [3, 3, 3, 3, 3] });
+});
 
 test('the first listed server is down: ADD and DEL succeed through the next one', { timeout: 60_000 }, async () => {
   const pool = await makePool('faults-first-down', [{ subnet: '10.90.0.0/24', gateway: '10.90.0.1' }]);
