@@ -1,6 +1,7 @@
 // Bundles each executable into one file, so start-up does not walk node_modules (see docs/performance.md).
-// Output: dist/<name> (standard flavour) and dist/verbose/<name>; each has a shebang and the run bit,
-// and can be copied into a CNI bin dir (/opt/cni/bin) as it is.
+// Output: dist/<name> (standard flavour), dist/verbose/<name>, and the verbose flavour again as
+// dist/<name>-verbose, the name the original's releases give it (network configs name `ipam-da-consul-verbose`
+// in `delegates`). Each has a shebang and the run bit, and can be copied into a CNI bin dir (/opt/cni/bin) as it is.
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -27,10 +28,10 @@ function executable(cacheName, bundle, codeCache) {
 
 for (const { name, entry, flavours, codeCache } of executables) {
   for (const flavour of flavours) {
-    const outfile = flavour === 'standard' ? `dist/${name}` : `dist/${flavour}/${name}`;
+    const outfiles = flavour === 'standard' ? [`dist/${name}`] : [`dist/${flavour}/${name}`, `dist/${name}-${flavour}`];
     const { outputFiles } = await build({
       entryPoints: [entry],
-      outfile,
+      outfile: outfiles[0],
       write: false,
       bundle: true,
       platform: 'node',
@@ -43,12 +44,15 @@ for (const { name, entry, flavours, codeCache } of executables) {
       plugins: startupPlugins,
       logLevel: 'warning',
     });
-    // Written beside and renamed into place, so a test running the previous build never reads half a file.
-    const temporary = `${outfile}.${process.pid}.tmp`;
-    await mkdir(dirname(outfile), { recursive: true });
     const cacheName = flavour === 'standard' ? name : `${name}-${flavour}`;
-    await writeFile(temporary, executable(cacheName, outputFiles[0].text, codeCache));
-    await chmod(temporary, 0o755);
-    await rename(temporary, outfile);
+    const text = executable(cacheName, outputFiles[0].text, codeCache);
+    for (const outfile of outfiles) {
+      // Written beside and renamed into place, so a test running the previous build never reads half a file.
+      const temporary = `${outfile}.${process.pid}.tmp`;
+      await mkdir(dirname(outfile), { recursive: true });
+      await writeFile(temporary, text);
+      await chmod(temporary, 0o755);
+      await rename(temporary, outfile);
+    }
   }
 }

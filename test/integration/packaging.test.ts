@@ -21,7 +21,13 @@ const documents = ['LICENSE-APACHE', 'LICENSE-MIT', 'README.md'];
 /** Where each tarball's files come from, by name. */
 const sources: Record<'standard' | 'verbose', Record<string, string>> = {
   standard: Object.fromEntries([...executables.map((n) => [n, `dist/${n}`]), ...documents.map((n) => [n, n])]),
-  verbose: Object.fromEntries([['consul-ipam', 'dist/consul-ipam'], ...plugins.map((n) => [n, `dist/verbose/${n}`]), ...documents.map((n) => [n, n])]),
+  // Each verbose plugin under its own name and under the original's `<plugin>-verbose`.
+  verbose: Object.fromEntries([
+    ['consul-ipam', 'dist/consul-ipam'],
+    ...plugins.map((n) => [n, `dist/verbose/${n}`]),
+    ...plugins.map((n) => [`${n}-verbose`, `dist/${n}-verbose`]),
+    ...documents.map((n) => [n, n]),
+  ]),
 };
 
 for (const file of new Set([...Object.values(sources.standard), ...Object.values(sources.verbose)])) {
@@ -57,7 +63,7 @@ function about(file: string, args: string[] = []): string {
 }
 
 function expectAbout(file: string): void {
-  const name = path.basename(file);
+  const name = path.basename(file).replace(/-verbose$/, ''); // the verbose flavour names itself as the plugin does
   if (name === 'consul-ipam') assert.equal(about(file, ['--version']), `consul-ipam ${version}`);
   else assert.match(about(file), new RegExp(`^CNI ${name} plugin v${version.replace(/\./g, '\\.')}\\b`));
 }
@@ -108,8 +114,9 @@ function readTarGz(file: string): TarEntry[] {
 
 const tarballName = (flavour: string): string => `ipam-da-consul-v${version}-linux-${flavour}.tar.gz`;
 
+/** The scripts' tarballs only: the single executables' are built and tested in single-binary.test.ts. */
 function release(out: string): string {
-  return sh(process.execPath, [path.join(root, 'scripts/release.mjs'), '--out', out]).stdout;
+  return sh(process.execPath, [path.join(root, 'scripts/release.mjs'), '--out', out, '--scripts-only']).stdout;
 }
 
 describe('npm run release', () => {
@@ -137,7 +144,7 @@ describe('npm run release', () => {
       assert.deepEqual(entries.map((e) => e.name), expected, 'top-level files only, in sorted order');
       for (const e of entries) {
         assert.equal(e.type, '0', `${e.name} is a regular file`);
-        assert.equal(e.mode.toString(8), executables.includes(e.name) ? '755' : '644', `mode of ${e.name}`);
+        assert.equal(e.mode.toString(8), documents.includes(e.name) ? '644' : '755', `mode of ${e.name}`);
         assert.deepEqual([e.uid, e.gid, e.uname, e.gname, e.mtime], [0, 0, '', '', 0], `owner and mtime of ${e.name}`);
         assert.ok(e.data.equals(readFileSync(path.join(root, sources[flavour][e.name]!))), `${e.name} is ${sources[flavour][e.name]} byte for byte`);
       }
@@ -147,7 +154,7 @@ describe('npm run release', () => {
       const bin = tempDir(`cni-bin-${flavour}-`);
       sh('tar', ['-xzf', path.join(out, tarballName(flavour)), '-C', bin]);
       assert.deepEqual(readdirSync(bin).sort(), Object.keys(sources[flavour]).sort());
-      for (const name of executables) expectAbout(path.join(bin, name));
+      for (const name of Object.keys(sources[flavour]).filter((n) => !documents.includes(n))) expectAbout(path.join(bin, name));
     });
   }
 
@@ -173,6 +180,7 @@ describe('npm pack', () => {
       ...executables.map((n) => `bin/${n}`),
       ...executables.map((n) => `dist/${n}`),
       ...plugins.map((n) => `dist/verbose/${n}`),
+      ...plugins.map((n) => `dist/${n}-verbose`),
       ...documents,
       'package.json',
     ].sort();
