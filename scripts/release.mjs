@@ -1,19 +1,26 @@
-// `npm run release`: packs what `npm run build` made into one tarball per flavour, as the original shipped its
-// releases: release/ipam-da-consul-v<version>-linux-standard.tar.gz and ...-linux-verbose.tar.gz, plus
-// release/SHA256SUMS (check with `cd release && sha256sum -c SHA256SUMS`).
+// `npm run release`: packs what `npm run build` and scripts/build-sea.mjs made into one tarball per flavour of
+// the scripts, as the original shipped its releases, and one per architecture of the single executable:
+//   release/ipam-da-consul-v<version>-linux-standard.tar.gz, ...-linux-verbose.tar.gz   (Node.js 20+ on the host)
+//   release/ipam-da-consul-v<version>-linux-x64.tar.gz, ...-linux-arm64.tar.gz          (no Node needed)
+// plus release/SHA256SUMS over all of them (check with `cd release && sha256sum -c SHA256SUMS`).
 //
-// Each tarball holds its flavour's executables (0755), README.md and both license texts (0644), at its top
-// level and with no directory entry, so `tar -xzf <tarball> -C /opt/cni/bin` installs them and leaves the
-// folder's own mode alone. The same dist/ always gives the same bytes: names sorted, mtime 0, owner and group
-// 0 without names (GNU tar), and gzip without a name or time stamp.
+// Each tarball holds its executables (0755), README.md and both license texts (0644), at its top level and with
+// no directory entry, so `tar -xzf <tarball> -C /opt/cni/bin` installs them and leaves the folder's own mode
+// alone. The verbose flavour's plugins are there under both names, `ipam-da-consul` and the original's
+// `ipam-da-consul-verbose`. An architecture's tarball holds the single executable `ipam-da-consul` and a
+// link to it for each other name it answers to. The same inputs always give the same bytes: names sorted,
+// mtime 0, owner and group 0 without names (GNU tar), and gzip without a name or time stamp.
 //
-// Usage: node scripts/release.mjs [--out DIR]   (default DIR: release/)
+// Usage: node scripts/release.mjs [--out DIR] [--scripts-only]   (default DIR: release/; --scripts-only leaves
+// the architectures out, for a checkout where only `npm run build` ran)
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { binaryName, programNames } from './build-sea.mjs';
+import { architectures } from './node-dist.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { name, version } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -22,8 +29,18 @@ const { name, version } = JSON.parse(readFileSync(path.join(root, 'package.json'
 const flavours = {
   standard: ['dist/consul-ipam', 'dist/ipam-da-consul', 'dist/ipam-delegated', 'dist/ipam-ds-static'],
   // The operator CLI has one flavour only: the verbose tarball carries the standard one.
-  verbose: ['dist/consul-ipam', 'dist/verbose/ipam-da-consul', 'dist/verbose/ipam-delegated', 'dist/verbose/ipam-ds-static'],
+  verbose: [
+    'dist/consul-ipam',
+    'dist/verbose/ipam-da-consul',
+    'dist/verbose/ipam-delegated',
+    'dist/verbose/ipam-ds-static',
+    'dist/ipam-da-consul-verbose',
+    'dist/ipam-delegated-verbose',
+    'dist/ipam-ds-static-verbose',
+  ],
 };
+/** The single executable of each architecture, as scripts/build-sea.mjs leaves it. */
+const binaryOf = (arch) => `dist-bin/linux-${arch}/${binaryName}`;
 const documents = ['README.md', 'LICENSE-APACHE', 'LICENSE-MIT'];
 
 // A clean environment: GZIP or TAR_OPTIONS from the caller's shell must not change the bytes.
@@ -48,11 +65,54 @@ function shown(file) {
   return relative && !relative.startsWith('..') ? relative : file;
 }
 
-/** Writes both tarballs and SHA256SUMS into the --out folder. */
+/**
+ * One tarball of the files staged in `dir` (named by `entries`), written into `out`; returns its SHA256SUMS line.
+ * gzip -9 for the scripts; -6 for the single executables, where -9 costs three times the CPU for 0.7 % less.
+ */
+function pack(out, tarball, dir, entries, level) {
+  entries.sort(); // named one by one (no directory entry), so tar keeps this order: sort them here
+  const tar = spawnSync(
+    'tar',
+    ['--create', '--file=-', '--format=gnu', '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', dir, '--', ...entries],
+    { env, maxBuffer: 512 * 1024 * 1024 },
+  );
+  if (tar.status !== 0) fail(`tar failed (${tar.status ?? tar.error?.message}): ${tar.stderr}`);
+
+  const target = path.join(out, tarball);
+  const temporary = `${target}.${process.pid}.tmp`;
+  const fd = openSync(temporary, 'w', 0o644);
+  const gzip = spawnSync('gzip', [`-${level}`, '-n', '-c'], { env, input: tar.stdout, stdio: ['pipe', fd, 'pipe'] });
+  closeSync(fd);
+  if (gzip.status !== 0) {
+    rmSync(temporary, { force: true });
+    fail(`gzip failed (${gzip.status ?? gzip.error?.message}): ${gzip.stderr}`);
+  }
+  renameSync(temporary, target);
+
+  const bytes = readFileSync(target);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  console.log(`${shown(target)}  (${(bytes.length / 1024).toFixed(0)} KiB): ${entries.join(' ')}`);
+  console.log(`  sha256 ${sha256}`);
+  return `${sha256}  ${tarball}\n`;
+}
+
+/** Copies `file` into `dir` under `base` with an explicit mode, so the umask and the checkout's modes do not matter. */
+function stage(dir, file, base, mode) {
+  copyFileSync(path.join(root, file), path.join(dir, base));
+  chmodSync(path.join(dir, base), mode);
+  return base;
+}
+
+/** Writes every tarball and SHA256SUMS into the --out folder. */
 function release() {
-  const out = parseOut(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const out = parseOut(argv);
+  const archs = argv.includes('--scripts-only') ? [] : architectures;
   for (const file of [...new Set(Object.values(flavours).flat()), ...documents]) {
     if (!existsSync(path.join(root, file))) fail(`${file} is missing${file.startsWith('dist/') ? ': run `npm run build` first (npm run release does)' : ''}`);
+  }
+  for (const arch of archs) {
+    if (!existsSync(path.join(root, binaryOf(arch)))) fail(`${binaryOf(arch)} is missing: run \`node scripts/build-sea.mjs\` first (npm run release does), or pass --scripts-only`);
   }
   mkdirSync(out, { recursive: true });
 
@@ -60,43 +120,23 @@ function release() {
   const sums = [];
   try {
     for (const [flavour, executables] of Object.entries(flavours)) {
-      const tarball = `${name}-v${version}-linux-${flavour}.tar.gz`;
       const dir = path.join(staging, flavour);
       mkdirSync(dir);
-      const entries = [];
-      for (const [files, mode] of [[executables, 0o755], [documents, 0o644]]) {
-        for (const file of files) {
-          const base = path.basename(file);
-          copyFileSync(path.join(root, file), path.join(dir, base));
-          chmodSync(path.join(dir, base), mode); // explicit, so the umask and the checkout's modes do not matter
-          entries.push(base);
-        }
+      const entries = [
+        ...executables.map((file) => stage(dir, file, path.basename(file), 0o755)),
+        ...documents.map((file) => stage(dir, file, file, 0o644)),
+      ];
+      sums.push(pack(out, `${name}-v${version}-linux-${flavour}.tar.gz`, dir, entries, 9));
+    }
+    for (const arch of archs) {
+      const dir = path.join(staging, arch);
+      mkdirSync(dir);
+      const entries = [stage(dir, binaryOf(arch), binaryName, 0o755), ...documents.map((file) => stage(dir, file, file, 0o644))];
+      for (const link of programNames.filter((n) => n !== binaryName)) {
+        symlinkSync(binaryName, path.join(dir, link)); // relative: the links work wherever the tarball is unpacked
+        entries.push(link);
       }
-      entries.sort(); // named one by one (no directory entry), so tar keeps this order: sort them here
-
-      const tar = spawnSync(
-        'tar',
-        ['--create', '--file=-', '--format=gnu', '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', dir, '--', ...entries],
-        { env, maxBuffer: 256 * 1024 * 1024 },
-      );
-      if (tar.status !== 0) fail(`tar failed (${tar.status ?? tar.error?.message}): ${tar.stderr}`);
-
-      const target = path.join(out, tarball);
-      const temporary = `${target}.${process.pid}.tmp`;
-      const fd = openSync(temporary, 'w', 0o644);
-      const gzip = spawnSync('gzip', ['-9', '-n', '-c'], { env, input: tar.stdout, stdio: ['pipe', fd, 'pipe'] });
-      closeSync(fd);
-      if (gzip.status !== 0) {
-        rmSync(temporary, { force: true });
-        fail(`gzip failed (${gzip.status ?? gzip.error?.message}): ${gzip.stderr}`);
-      }
-      renameSync(temporary, target);
-
-      const bytes = readFileSync(target);
-      const sha256 = createHash('sha256').update(bytes).digest('hex');
-      sums.push(`${sha256}  ${tarball}\n`);
-      console.log(`${shown(target)}  (${(bytes.length / 1024).toFixed(0)} KiB): ${entries.join(' ')}`);
-      console.log(`  sha256 ${sha256}`);
+      sums.push(pack(out, `${name}-v${version}-linux-${arch}.tar.gz`, dir, entries, 6));
     }
   } finally {
     rmSync(staging, { recursive: true, force: true });
