@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startConsul, type ConsulAgent } from '../support/consul';
-import { runCni } from '../support/plugin';
+import { builtExecutable, runCni } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
 const ours = ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul'];
@@ -22,12 +22,12 @@ const timings: string[] = [];
 
 before(async () => {
   for (const name of ours) {
-    assert.ok(existsSync(path.join(root, 'dist', name)), `dist/${name} is missing: run \`npm run build\` first`);
+    assert.ok(existsSync(builtExecutable(name)), `${builtExecutable(name)} is missing: run \`npm run build\` first`);
   }
   consul = await startConsul();
   cniPath = mkdtempSync(path.join(tmpdir(), 'chain-cni-path-'));
   dataDir = mkdtempSync(path.join(tmpdir(), 'chain-data-'));
-  for (const name of ours) symlinkSync(path.join(root, 'dist', name), path.join(cniPath, name));
+  for (const name of ours) symlinkSync(builtExecutable(name), path.join(cniPath, name));
   // A third delegate that fails every ADD after the allocator has allocated, and records what it was run
   // with, so the rollback can be seen from outside.
   failLog = path.join(dataDir, 'fail.log');

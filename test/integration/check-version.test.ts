@@ -9,6 +9,8 @@ import {
   assertSuccess,
   closedPortUrl,
   describeRun,
+  childPath,
+  commandLine,
   executables,
   expectCniErrorWithoutWrites,
   packageVersion,
@@ -150,7 +152,8 @@ test('about run: no CNI_COMMAND and nothing on stdin exits 0 within 3 s with a l
 test('about run: exits within 3 s even when stdin is left open, as an exec without stdin redirection leaves it', T, async () => {
   for (const file of [executables.standard, executables.verbose]) {
     const started = Date.now();
-    const child = spawn(process.execPath, [file], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, args] = commandLine(file);
+    const child = spawn(command, args, { env: { PATH: childPath }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 3000);

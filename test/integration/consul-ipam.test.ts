@@ -9,12 +9,14 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startConsul, type ConsulAgent } from '../support/consul';
+import { binaryDir, builtExecutable } from '../support/plugin';
 import { makeTlsFiles, type TlsFiles } from '../support/reliability';
 import { assertFailure, assertOk, execute, json, show, startProxy, type Run } from '../support/cli';
 
 const root = path.resolve(__dirname, '../..');
-const cli = path.join(root, 'bin/consul-ipam');
-const plugin = path.join(root, 'dist/ipam-da-consul');
+// bin/consul-ipam as npm installs it; with IPAM_TEST_BINARY_DIR, the single executable's link.
+const cli = binaryDir ? builtExecutable('consul-ipam') : path.join(root, 'bin/consul-ipam');
+const plugin = builtExecutable('ipam-da-consul');
 const { version } = require(path.join(root, 'package.json')) as { version: string };
 
 /** A port on which nothing listens. */
@@ -32,7 +34,7 @@ const scratch = mkdtempSync(path.join(tmpdir(), 'consul-ipam-test-'));
 const consulIpam = (...args: string[]): Promise<Run> => execute(cli, args, env);
 
 before(async () => {
-  for (const file of [cli, path.join(root, 'dist/consul-ipam'), plugin]) {
+  for (const file of [cli, builtExecutable('consul-ipam'), plugin]) {
     if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the integration tests`);
   }
   agent = await startConsul();

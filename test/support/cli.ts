@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { childPath } from './plugin';
 
 export interface Run {
   code: number;
@@ -9,10 +10,10 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs a built executable with only PATH from this process's environment, so no CONSUL_* leaks in. */
+/** Runs a built executable with only PATH (childPath: no node on it under IPAM_TEST_BINARY_DIR), so no CONSUL_* leaks in. */
 export function execute(file: string, args: readonly string[], env: Record<string, string> = {}, stdin = ''): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { env: { PATH: childPath, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));

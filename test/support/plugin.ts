@@ -3,7 +3,7 @@
 // hands this delegate, and checks CNI errors. Used by every file in test/integration/.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,10 +12,54 @@ import type { KvHelper } from './consul';
 
 const projectRoot = path.resolve(__dirname, '../..');
 
-/** The executables `npm run build` makes. */
+/**
+ * IPAM_TEST_BINARY_DIR: a folder of links to the single executable (dist-bin/linux-<arch>/ as
+ * scripts/build-sea.mjs makes it), to run a suite against it instead of dist/ (test/integration/single-binary.test.ts).
+ * The executables then run by themselves, with a PATH in which there is no node.
+ */
+export const binaryDir: string | undefined = process.env.IPAM_TEST_BINARY_DIR || undefined;
+
+/** The built executable of a program: dist/<name> (dist/verbose/<name>), or the binary's link of that name. */
+export function builtExecutable(name: string, flavour: 'standard' | 'verbose' = 'standard'): string {
+  if (binaryDir) return path.join(binaryDir, flavour === 'verbose' ? `${name}-verbose` : name);
+  return path.join(projectRoot, flavour === 'verbose' ? `dist/verbose/${name}` : `dist/${name}`);
+}
+
+/** How a built executable is started: the script by this test's node (as a `node` on PATH would), the binary by itself. */
+export function commandLine(file: string): [string, string[]] {
+  return binaryDir ? [file, []] : [process.execPath, [file]];
+}
+
+/**
+ * PATH for the executables under test: this process's, or, with IPAM_TEST_BINARY_DIR, a folder of links to
+ * every command on it except node, so that what the binary or a delegate runs still runs and node cannot.
+ */
+export const childPath: string = binaryDir ? pathWithoutNode() : (process.env.PATH ?? '/usr/bin:/bin');
+
+/** A PATH of one folder linking every command of this process's PATH except node (made once per call, removed at exit). */
+export function pathWithoutNode(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'path-without-node-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  for (const entry of (process.env.PATH ?? '/usr/bin:/bin').split(':').reverse()) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(entry);
+    } catch {
+      continue; // a PATH entry that does not exist
+    }
+    for (const name of names) {
+      if (name === 'node' || name === 'nodejs') continue;
+      rmSync(path.join(dir, name), { force: true }); // earlier PATH entries win, as in a lookup
+      symlinkSync(path.join(entry, name), path.join(dir, name));
+    }
+  }
+  return dir;
+}
+
+/** The ipam-da-consul executables of both flavours. */
 export const executables = {
-  standard: path.join(projectRoot, 'dist/ipam-da-consul'),
-  verbose: path.join(projectRoot, 'dist/verbose/ipam-da-consul'),
+  standard: builtExecutable('ipam-da-consul'),
+  verbose: builtExecutable('ipam-da-consul', 'verbose'),
 } as const;
 
 /** The version the executables report: package.json's. */
@@ -78,9 +122,9 @@ export interface PluginRun {
   elapsedMs: number;
 }
 
-/** Spawns the executable with node, a clean environment and the config on stdin; resolves when it exits. */
+/** Spawns the executable (commandLine), a clean environment and the config on stdin; resolves when it exits. */
 export function runPlugin(options: RunOptions): Promise<PluginRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const env: Record<string, string> = { PATH: childPath };
   const cni: Record<string, string | undefined> = {
     CNI_COMMAND: options.command,
     CNI_CONTAINERID: options.containerId ?? 'container-1',
@@ -100,7 +144,8 @@ export function runPlugin(options: RunOptions): Promise<PluginRun> {
   const executable = executables[options.flavour ?? 'standard'];
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [executable], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, args] = commandLine(executable);
+    const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
@@ -132,11 +177,11 @@ export function runPlugin(options: RunOptions): Promise<PluginRun> {
 // ---------------------------------------------------------------------------
 // Running any CNI executable
 
-/** A fresh CNI_PATH folder holding the three built CNI executables (links to dist/), as a runtime's bin dir would. */
+/** A fresh CNI_PATH folder holding the three built CNI executables (links to builtExecutable), as a runtime's bin dir would. */
 export function cniBinDir(): string {
   const dir = tempDir('ipam-da-consul-cni-bin-');
   for (const name of ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul']) {
-    const file = path.join(projectRoot, 'dist', name);
+    const file = builtExecutable(name);
     if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` before the integration tests`);
     symlinkSync(file, path.join(dir, name));
   }
@@ -154,7 +199,7 @@ export interface CniRun {
 
 /** Runs any CNI executable (ours, or Debian's bridge) as a runtime does: CNI_* in a clean environment, the config on stdin. */
 export function runCni(file: string, options: { command?: string; config?: object | string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CniRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env };
+  const env: Record<string, string> = { PATH: childPath, ...options.env };
   if (options.command) env.CNI_COMMAND = options.command;
   const started = Date.now();
   return new Promise((resolve, reject) => {
