@@ -7,7 +7,7 @@
  * .cache/bench-last.md; docs/performance.md explains them.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { startConsul, type ConsulAgent } from '../test/support/consul';
@@ -15,6 +15,12 @@ import { startConsul, type ConsulAgent } from '../test/support/consul';
 const root = path.resolve(__dirname, '..');
 const plugin = path.join(root, 'dist/ipam-da-consul');
 const verbosePlugin = path.join(root, 'dist/verbose/ipam-da-consul');
+/** The single executable of this machine's arch (scripts/build-sea.mjs); BENCH_BINARY_DIR measures another build of it. */
+const binaryDir = process.env.BENCH_BINARY_DIR ?? path.join(root, `dist-bin/linux-${process.arch}`);
+const binaryPlugin = path.join(binaryDir, 'ipam-da-consul');
+/** How each form of the plugin is started: the script by node, the single executable by itself. */
+const scriptForm = ['node', plugin];
+const binaryForm = [binaryPlugin];
 const hostLocal = '/usr/lib/cni/host-local';
 const rounds = Number(process.env.BENCH_ROUNDS ?? 15);
 const work = mkdtempSync(path.join(tmpdir(), 'ipam-bench-'));
@@ -44,6 +50,11 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<R
     child.on('close', (status) => resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, result: { status, stdout, stderr } }));
     child.stdin.end(input);
   });
+}
+
+/** The version of the Node inside the single executable, as it reports it. */
+function binaryNodeVersion(): string {
+  return JSON.parse(readFileSync(path.join(root, 'scripts/embedded-node.json'), 'utf8')).version;
 }
 
 function mustSucceed({ result }: Run, what: string): void {
@@ -76,14 +87,14 @@ function config(agent: ConsulAgent, pool: string, dataDir: string, prevIps: stri
 const cni = (command: string, containerId: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_IFNAME: 'eth0', CNI_PATH: path.dirname(plugin) });
 
 /** ADD, checked, returning its address for the DEL that follows. */
-async function add(agent: ConsulAgent, pool: string, dataDir: string, id: string): Promise<Run & { address: string }> {
-  const r = await run(['node', plugin], cni('ADD', id), config(agent, pool, dataDir));
+async function add(agent: ConsulAgent, pool: string, dataDir: string, id: string, form = scriptForm): Promise<Run & { address: string }> {
+  const r = await run(form, cni('ADD', id), config(agent, pool, dataDir));
   mustSucceed(r, `ADD ${id} in ${pool}`);
   return { ...r, address: (JSON.parse(String(r.result.stdout)) as { ips: Array<{ address: string }> }).ips[0]!.address };
 }
 
-async function del(agent: ConsulAgent, pool: string, dataDir: string, id: string, address: string): Promise<Run> {
-  const r = await run(['node', plugin], cni('DEL', id), config(agent, pool, dataDir, [address]));
+async function del(agent: ConsulAgent, pool: string, dataDir: string, id: string, address: string, form = scriptForm): Promise<Run> {
+  const r = await run(form, cni('DEL', id), config(agent, pool, dataDir, [address]));
   mustSucceed(r, `DEL ${id} in ${pool}`);
   return r;
 }
@@ -151,6 +162,7 @@ function storm(agent: ConsulAgent, pool: string, count: number, hosts: number): 
 
 async function main(): Promise<void> {
   if (!existsSync(plugin) || !existsSync(verbosePlugin)) throw new Error('run `npm run build` first');
+  if (!existsSync(binaryPlugin)) throw new Error(`${binaryPlugin} is missing: run \`node scripts/build-sea.mjs --arch host\` first`);
   const started = Date.now();
   const agent = await startConsul();
   const rows: Array<[string, string, string, string]> = [];
@@ -175,6 +187,9 @@ async function main(): Promise<void> {
       const warm = await add(agent, pool, dirs[pool], `warm-${pool}`);
       await del(agent, pool, dirs[pool], `warm-${pool}`, warm.address);
     }
+    // The single executable keeps code caches of its own (one per program): warm them too.
+    const warmBinary = await add(agent, 'empty4', dirs.empty4, 'warm-binary', binaryForm);
+    await del(agent, 'empty4', dirs.empty4, 'warm-binary', warmBinary.address, binaryForm);
 
     const versionInput = '{"cniVersion":"1.0.0"}';
     const startup = await alternate({
@@ -209,6 +224,26 @@ async function main(): Promise<void> {
     row(`\`DEL\` with ${filled.toLocaleString('en')} allocations (prevResult carries the IP) ÷ \`DEL\` on an empty pool`, ratio(commands.delFull!, commands.delEmpty!).toFixed(2), '≤ 1.5', ratio(commands.delFull!, commands.delEmpty!) <= 1.5);
     row(`\`ADD\` in an IPv6 /48 with ${filled6.toLocaleString('en')} allocations ÷ \`ADD\` on an empty IPv4 pool`, ratio(commands.addV6!, commands.addEmpty!).toFixed(2), '≤ 1.5', ratio(commands.addV6!, commands.addEmpty!) <= 1.5);
     row(`first \`ADD\` of a host with no hint in the ${filled.toLocaleString('en')}-allocation pool ÷ \`ADD\` on an empty pool (lists the pool's key names once)`, ratio(coldMs, commands.addEmpty!).toFixed(2), 'reference', undefined);
+
+    // The single executable against the script form, side by side: same commands, same pool, same host folder.
+    const forms = await alternate({
+      scriptAbout: () => run(scriptForm),
+      binaryAbout: () => run(binaryForm),
+      scriptAdd: (i) => addThenRemember('empty4', `sa${i}`),
+      binaryAdd: async (i) => {
+        const r = await add(agent, 'empty4', dirs.empty4, `ba${i}`, binaryForm);
+        pending[`ba${i}`] = r.address;
+        return r;
+      },
+      scriptDel: (i) => delRemembered('empty4', `sa${i}`),
+      binaryDel: (i) => del(agent, 'empty4', dirs.empty4, `ba${i}`, pending[`ba${i}`]!, binaryForm),
+    });
+    for (const [what, key] of [['"about" run', 'About'], ['`ADD`', 'Add'], ['`DEL`', 'Del']] as const) {
+      const binaryTime = forms[`binary${key}`]!;
+      const scriptTime = forms[`script${key}`]!;
+      row(`single executable ${what} ÷ the script's (\`node dist/ipam-da-consul\`)`, `${(binaryTime / scriptTime).toFixed(2)} (${binaryTime.toFixed(0)} / ${scriptTime.toFixed(0)} ms)`, '≤ 1.1', binaryTime / scriptTime <= 1.1);
+    }
+    row(`size of the single executable (Node ${binaryNodeVersion()} inside)`, `${(statSync(binaryPlugin).size / 2 ** 20).toFixed(1)} MiB`, 'reference', undefined);
 
     // The storm: 100 ADD processes at once on one pool, ten "hosts" (data dirs) of ten processes each.
     const stormStart = Date.now();
