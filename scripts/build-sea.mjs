@@ -33,8 +33,8 @@ export const binaryName = 'ipam-da-consul';
 export const programNames = ['ipam-da-consul', 'ipam-delegated', 'ipam-ds-static', 'consul-ipam', 'ipam-da-consul-verbose', 'ipam-delegated-verbose', 'ipam-ds-static-verbose'];
 const sentinelFuse = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
-function run(command, args, what) {
-  const r = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+function run(command, args, what, cwd = root) {
+  const r = spawnSync(command, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${what} failed (${r.status ?? r.error?.message}):\n${r.stdout}${r.stderr}`);
   return r;
 }
@@ -69,13 +69,17 @@ function mainScript(source, codeCache) {
   return `${loader}\nrun(${cacheName}, ${JSON.stringify(buildId)}, ${JSON.stringify(source)});\n`;
 }
 
-/** The SEA blob of a main script, made by `maker` (a node of the embedded version). */
+/**
+ * The SEA blob of a main script, made by `maker` (a node of the embedded version). The paths are relative to
+ * the (temporary) folder it runs in: the blob records the main script's path, and the same inputs must give the
+ * same bytes.
+ */
 function blob(work, main, maker, useCodeCache) {
   writeFileSync(path.join(work, 'main.js'), main);
-  const config = { main: path.join(work, 'main.js'), output: path.join(work, 'sea.blob'), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache };
+  const config = { main: 'main.js', output: 'sea.blob', disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache };
   writeFileSync(path.join(work, 'sea-config.json'), JSON.stringify(config));
-  run(maker, ['--experimental-sea-config', path.join(work, 'sea-config.json')], `${maker} --experimental-sea-config`);
-  return config.output;
+  run(maker, ['--experimental-sea-config', 'sea-config.json'], `${maker} --experimental-sea-config`, work);
+  return path.join(work, config.output);
 }
 
 /** Builds dist-bin/linux-<arch>/ for each arch; returns the paths of the binaries. */

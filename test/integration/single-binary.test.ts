@@ -69,6 +69,13 @@ before(async () => {
 describe('the x64 single executable', () => {
   const dir = binaryDir('x64');
 
+  test('is built reproducibly: a second build gives the same bytes', { timeout: 300_000 }, async () => {
+    const again = tempDir('sea-again-');
+    const built = await execute(process.execPath, ['scripts/build-sea.mjs', '--arch', 'x64', '--out', again], { timeoutMs: 300_000 });
+    assert.equal(built.code, 0, show('scripts/build-sea.mjs', built));
+    assert.ok(readFileSync(path.join(again, 'linux-x64/ipam-da-consul')).equals(readFileSync(path.join(dir, 'ipam-da-consul'))), 'the two builds differ');
+  });
+
   test('is one file; every other name is a link to it', () => {
     assert.ok(lstatSync(path.join(dir, 'ipam-da-consul')).isFile());
     for (const name of names.filter((n) => n !== 'ipam-da-consul')) {
