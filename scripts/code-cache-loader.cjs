@@ -1,4 +1,5 @@
-// Start-up loader wrapped around each CNI executable's bundle by scripts/build.mjs.
+// Start-up loader wrapped around each CNI executable's bundle by scripts/build.mjs, and around the single
+// executable's by scripts/build-sea.mjs (one cache per program it runs as).
 //
 // A runtime execs the plugin once per container, so compiling the same ~350 KB of JavaScript on every run is
 // a large part of its start-up (docs/performance.md). The bundle is kept below as a string (cheap to scan)
