@@ -17,6 +17,7 @@ const binaryDir = (arch: string): string => path.join(root, `dist-bin/linux-${ar
 const plugins = ['ipam-da-consul', 'ipam-delegated', 'ipam-ds-static'];
 const names = [...plugins, 'consul-ipam', ...plugins.map((p) => `${p}-verbose`)];
 const documents = ['LICENSE-APACHE', 'LICENSE-MIT', 'README.md'];
+const isRoot = process.getuid?.() === 0;
 const embeddedNode = JSON.parse(readFileSync(path.join(root, 'scripts/embedded-node.json'), 'utf8')) as { version: string };
 
 /**
@@ -113,12 +114,14 @@ describe('the x64 single executable', () => {
 
   // A subset of the suites that ran against dist/, rerun against the binary (test/support/plugin.ts reads
   // IPAM_TEST_BINARY_DIR): every CNI command (ADD, CHECK, DEL, VERSION, GC, STATUS and the about run) of the
-  // allocator in both flavours, the whole delegation chain of the three plugins, and consul-ipam (with and
-  // without Consul, over HTTPS). Left out, as the same code under another name: the scripts' code-cache files,
-  // the storms, and consul-ipam's ACL and concurrent-operator cases.
-  const suites: Array<{ files: string[]; namePattern?: string }> = [
+  // allocator in both flavours, the whole delegation chain of the three plugins, the libcni scenarios (bridge
+  // → ipam-delegated → … as Nomad runs them; root only, as there), and consul-ipam (with and without Consul,
+  // over HTTPS). Left out, as the same code under another name: the scripts' code-cache files, the storms,
+  // and consul-ipam's ACL and concurrent-operator cases.
+  const suites: Array<{ files: string[]; namePattern?: string; rootOnly?: boolean }> = [
     { files: ['chain', 'check-version', 'gc-status'] },
     { files: ['consul-ipam'], namePattern: '^consul-ipam (without Consul|against Consul|over HTTPS)$' },
+    { files: ['libcni'], rootOnly: true },
   ];
   test('passes the integration suites of the CNI executables and consul-ipam in place of the scripts', { timeout: 600_000 }, async (t) => {
     // What the suites give the executables instead of this PATH (test/support/plugin.ts).
@@ -140,7 +143,11 @@ describe('the x64 single executable', () => {
       const failures = run.stdout.split('\n').filter((line) => /^\s*not ok /.test(line) && !/# SKIP/.test(line));
       assert.equal(run.code, 0, `${what} against the binary: ${failures.join('\n')}\n${run.stdout.slice(-6000)}\n${run.stderr.slice(-2000)}`);
       assert.equal(count('fail'), 0, `${what}: failures`);
-      assert.ok(count('pass') >= 20, `${what}: only ${count('pass')} tests passed`);
+      if (suites[i]!.rootOnly && !isRoot) {
+        t.diagnostic(`${what}: skipped, needs root`);
+        return;
+      }
+      assert.ok(count('pass') >= 9, `${what}: only ${count('pass')} tests passed`);
       t.diagnostic(`${what}: ${count('pass')} passed against the binary`);
     });
   });

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCni, type CniRun } from './plugin';
+import { builtExecutable, runCni, type CniRun } from './plugin';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -41,12 +41,12 @@ export function installRuntimes(): { driver: string } {
   return { driver };
 }
 
-/** Links dist/'s executables into `dir` (created), as a runtime's CNI bin dir; returns `dir`. */
+/** Links the built executables (dist/'s, or the single executable's: builtExecutable) into `dir` (created), as a runtime's CNI bin dir; returns `dir`. */
 export function linkOurPlugins(dir: string): string {
   mkdirSync(dir, { recursive: true });
   for (const name of ourPlugins) {
-    const built = path.join(root, 'dist', name);
-    assert.ok(existsSync(built), `dist/${name} is missing: run \`npm run build\` first`);
+    const built = builtExecutable(name);
+    assert.ok(existsSync(built), `${built} is missing: run \`npm run build\` first`);
     symlinkSync(built, path.join(dir, name));
   }
   return dir;
