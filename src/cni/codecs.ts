@@ -6,12 +6,55 @@ import * as t from 'io-ts';
 import * as ip6addr from 'ip6addr';
 import { ifnameProblem, isContainerId } from './environment';
 
-/** Canonical text of an address: dotted quad for IPv4, RFC 5952 for IPv6 (lower case, longest zero run elided). */
+/**
+ * RFC 5952 text of an IPv6 address given as eight 16-bit groups: lower case, no leading zeros, `::` for the
+ * longest run of two or more zero groups (the first of equal runs), never for a single zero group; an
+ * IPv4-mapped address as `::ffff:a.b.c.d` (section 5). Rust's Ipv6Addr (the original's keys) prints the same,
+ * so one address is one Consul key whichever implementation wrote it. ip6addr's zeroElide also elides a single
+ * zero group (`fd00:1:2:3:4:5::1`), a second spelling: it is not used for text that becomes a key.
+ */
+export function formatIpv6(groups: readonly number[]): string {
+  if (groups.length !== 8) throw new RangeError(`an IPv6 address has 8 groups, got ${groups.length}`);
+  const [, , , , , g5, g6, g7] = groups as [number, number, number, number, number, number, number, number];
+  if (groups.slice(0, 5).every((g) => g === 0) && g5 === 0xffff) return `::ffff:${g6 >> 8}.${g6 & 255}.${g7 >> 8}.${g7 & 255}`;
+  let best = { start: -1, length: 1 };
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let end = i;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - i > best.length) best = { start: i, length: end - i };
+    i = end;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best.start < 0) return hex.join(':');
+  return `${hex.slice(0, best.start).join(':')}::${hex.slice(best.start + best.length).join(':')}`;
+}
+
+/** Canonical text of a parsed address: dotted quad for IPv4, RFC 5952 (formatIpv6) for IPv6. */
+export function formatIp(addr: ip6addr.Addr): string {
+  if (addr.kind() === 'ipv4') return addr.toString({ format: 'v4' });
+  return formatIpv6(groupsOf(addr));
+}
+
+function groupsOf(addr: ip6addr.Addr): number[] {
+  return addr
+    .toString({ format: 'v6', zeroElide: false, zeroPad: true })
+    .split(':')
+    .map((group) => parseInt(group, 16));
+}
+
+/**
+ * Canonical text of an address written as text. IPv6 text stays IPv6 even when it maps an IPv4 address
+ * (`::ffff:10.0.0.1`, as Rust prints it): ip6addr reads that as IPv4, which would make it another address's key.
+ */
 export function canonicalIp(text: string): string | undefined {
   if (typeof text !== 'string' || text.includes('/') || text.trim() !== text) return undefined;
   try {
     const addr = ip6addr.parse(text);
-    return addr.toString({ format: addr.kind() === 'ipv4' ? 'v4' : 'v6', zeroElide: true });
+    return text.includes(':') ? formatIpv6(groupsOf(addr)) : formatIp(addr);
   } catch {
     return undefined;
   }
@@ -52,8 +95,7 @@ export const Subnet = new t.Type<string, string, unknown>(
     const decoded = IpWithPrefix.validate(u, c);
     if (decoded._tag === 'Left') return decoded;
     const { ip, prefix } = decoded.right;
-    const network = ip6addr.createCIDR(ip, prefix).address();
-    const networkText = network.toString({ format: network.kind() === 'ipv4' ? 'v4' : 'v6' });
+    const networkText = formatIp(ip6addr.createCIDR(ip, prefix).address());
     return networkText === ip ? t.success(`${ip}/${prefix}`) : t.failure(u, c, `host bits are set: did you mean ${networkText}/${prefix}?`);
   },
   t.identity,

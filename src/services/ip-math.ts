@@ -3,7 +3,7 @@
  * Addresses travel as canonical text (see canonicalIp) so that one address is always one Consul key.
  */
 import * as ip6addr from 'ip6addr';
-import { canonicalIp } from '../cni/codecs';
+import { canonicalIp, formatIp } from '../cni/codecs';
 
 /** An IP Range of a pool, checked and with its defaults filled in. */
 export interface AddressRange {
@@ -25,9 +25,7 @@ export interface RangeDefinition {
   readonly gateway?: string;
 }
 
-function text(addr: ip6addr.Addr): string {
-  return addr.toString({ format: addr.kind() === 'ipv4' ? 'v4' : 'v6', zeroElide: true });
-}
+const text = formatIp;
 
 /**
  * Checks a range definition and fills in its defaults, as host-local does: rangeStart defaults to the

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { candidatesAfter, isReserved, normalizeRange, rangeAllocating, rangeHolding, rangesOverlap } from '../../src/services/ip-math';
-import { canonicalIp } from '../../src/cni/codecs';
+import { canonicalIp, formatIpv6 } from '../../src/cni/codecs';
 
 const take = (n: number, ranges: Parameters<typeof candidatesAfter>[0], after?: string) => {
   const out: string[] = [];
@@ -16,7 +16,11 @@ describe('canonicalIp', () => {
   const cases: Array<[string, string, string | undefined]> = [
     ['IPv4 stays as it is', '10.0.21.5', '10.0.21.5'],
     ['IPv6 is lower case with the longest zero run elided', 'FD00:0001:0:0:0:0:0:05', 'fd00:1::5'],
-    ['IPv4-mapped IPv6 is an IPv4 key', '::ffff:10.0.0.1', '10.0.0.1'],
+    ['a single zero group is never elided (the original\'s key)', 'fd00:1:2:3:4:5::1', 'fd00:1:2:3:4:5:0:1'],
+    ['IPv4-mapped IPv6 prints as ::ffff:a.b.c.d, as Rust prints it', '::ffff:10.0.0.1', '::ffff:10.0.0.1'],
+    ['IPv4-mapped written in hex', '::ffff:a00:1', '::ffff:10.0.0.1'],
+    ['the unspecified address', '0:0:0:0:0:0:0:0', '::'],
+    ['loopback', '0:0:0:0:0:0:0:1', '::1'],
     ['a prefix is not an address', '10.0.0.1/24', undefined],
     ['an octet over 255 is not an address', '10.0.0.300', undefined],
     ['surrounding spaces are refused', ' 10.0.0.1', undefined],
@@ -24,6 +28,30 @@ describe('canonicalIp', () => {
     ['empty is refused', '', undefined],
   ];
   for (const [label, input, expected] of cases) test(label, () => assert.equal(canonicalIp(input), expected));
+
+  // RFC 5952 section 4 (and 5), each example with the text the RFC recommends.
+  const rfc5952: Array<[string, string, string]> = [
+    ['4.1 leading zeros are suppressed', '2001:0db8::0001', '2001:db8::1'],
+    ['4.1 a group of zeros is one 0', '2001:db8:0000:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+    ['4.2.1 :: shortens as much as possible', '2001:db8:0:0:0:0:2:1', '2001:db8::2:1'],
+    ['4.2.1 :: takes the whole run', '2001:db8::0:1', '2001:db8::1'],
+    ['4.2.2 :: never stands for one 16-bit 0 field', '2001:db8::1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+    ['4.2.3 the longest run is shortened', '2001:0:0:1:0:0:0:1', '2001:0:0:1::1'],
+    ['4.2.3 of equal runs, the first is shortened', '2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['4.3 lower case', '2001:DB8::AAAA:1', '2001:db8::aaaa:1'],
+    ['5 IPv4-mapped addresses keep the dotted quad', '0:0:0:0:0:ffff:c000:0201', '::ffff:192.0.2.1'],
+    ['the facts file: the original\'s key for a single zero group', 'fd00:1:2:3:4:5:0:1', 'fd00:1:2:3:4:5:0:1'],
+    ['the facts file: one zero group after the prefix', '2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+  ];
+  for (const [label, input, expected] of rfc5952) test(`RFC 5952 ${label}`, () => assert.equal(canonicalIp(input), expected));
+});
+
+describe('formatIpv6', () => {
+  test('is what every spelling of one address canonicalises to', () => {
+    assert.equal(formatIpv6([0xfd00, 1, 2, 3, 4, 5, 0, 1]), 'fd00:1:2:3:4:5:0:1');
+    assert.equal(formatIpv6([0, 0, 1, 0, 0, 0, 0, 0]), '0:0:1::');
+    assert.equal(formatIpv6([1, 0, 0, 2, 0, 0, 0, 3]), '1:0:0:2::3');
+  });
 });
 
 describe('normalizeRange', () => {
@@ -33,7 +61,7 @@ describe('normalizeRange', () => {
   });
   test('defaults for IPv6 start after the network address and run to the last', () => {
     const range = normalizeRange({ subnet: 'fd00:1::/48' });
-    assert.deepEqual([range.start, range.end, range.family], ['fd00:1::1', 'fd00:1::ffff:ffff:ffff:ffff:ffff', 6]);
+    assert.deepEqual([range.start, range.end, range.family], ['fd00:1::1', 'fd00:1:0:ffff:ffff:ffff:ffff:ffff', 6]);
   });
   test('explicit bounds and gateway are kept', () => {
     const range = normalizeRange({ subnet: '10.0.20.0/23', rangeStart: '10.0.21.100', rangeEnd: '10.0.21.150', gateway: '10.0.20.1' });
