@@ -9,29 +9,19 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { version } from '../package.json';
-import { IpAddress, KeySegment, nonEmptyArray } from './cni/codecs';
-import { invalidConfigError, problemText } from './cni/decode-report';
-import { parseConfigObject } from './cni/delegated-plugin';
-import { CniError, ErrorCode, toCniError } from './cni/errors';
+import { parseConfigObject, readVersion } from './cni/config-object';
+import { invalidConfigError } from './cni/decode-report';
+import { toCniError } from './cni/errors';
 import { readProcessStdin, runPlugin, type PluginOutcome } from './cni/plugin';
-import { checkVersion } from './cni/versions';
+import { Pools, requestedIpOf } from './cni/pool';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
 const name = 'ipam-ds-static';
 const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
 const logFile = verbose ? process.env.IPAM_DS_STATIC_LOG_FILE || `/var/log/cni/${name}.log` : undefined;
 
-/**
- * A Pool, as the allocation delegate reads it. The original's README says `requested-ip`, its code
- * `requested_ip`: both are accepted (ipam-da-consul reads both). Other keys are the allocator's business.
- */
-const Pool = t.intersection(
-  [t.type({ name: KeySegment }, 'a Pool object'), t.partial({ 'requested-ip': IpAddress, requested_ip: IpAddress })],
-  'a Pool object',
-);
-
 const StaticConfig = t.type(
-  { ipam: t.type({ pools: nonEmptyArray(Pool, 'a non-empty array of Pool objects') }, 'an object') },
+  { ipam: t.type({ pools: Pools }, 'an object') },
   'an object',
 );
 
@@ -47,23 +37,12 @@ interface SelectorResult {
 /** ADD, DEL, CHECK and GC alike: decode ipam.pools, copy prevResult.ips through. */
 function selectPools(stdin: string): SelectorResult {
   const raw = parseConfigObject(stdin);
-  if (typeof raw.cniVersion !== 'string') {
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path: 'cniVersion', expected: 'a CNI version string', actual: raw.cniVersion })}`);
-  }
-  const cniVersion = checkVersion(raw.cniVersion);
+  const cniVersion = readVersion(raw);
   const decoded = StaticConfig.decode(raw);
   if (isLeft(decoded)) {
     throw invalidConfigError(decoded.left, '');
   }
-  decoded.right.ipam.pools.forEach(({ 'requested-ip': dashed, requested_ip: snake }, index) => {
-    if (dashed !== undefined && snake !== undefined && dashed !== snake) {
-      throw new CniError(
-        ErrorCode.InvalidConfig,
-        `invalid network config: ipam.pools[${index}] has both requested-ip and requested_ip, and they differ`,
-        `requested-ip is ${dashed}, requested_ip is ${snake}`,
-      );
-    }
-  });
+  decoded.right.ipam.pools.forEach((pool, index) => requestedIpOf(pool, `ipam.pools[${index}]`));
   const prevResult = raw.prevResult as { ips?: unknown } | undefined;
   const ips = typeof prevResult === 'object' && prevResult !== null && Array.isArray(prevResult.ips) ? prevResult.ips : [];
   // The pools are passed on as written, validated but not rewritten, as the original passes them.

@@ -8,11 +8,12 @@ import { hostname } from 'node:os';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Count, HttpUrl, IpAddress, IpWithPrefix, KeySegment, Milliseconds, NetworkName, nonEmptyArray } from './codecs';
+import { parseConfigObject, readVersion } from './config-object';
 import { invalidConfigError, problemText } from './decode-report';
 import { CniError, ErrorCode } from './errors';
 import { choosePools, readPerContainerRequest } from './per-container';
-import { maxConfigBytes } from './stdin';
-import { checkVersion, type CniVersion } from './versions';
+import { Pools, requestedIpOf } from './pool';
+import type { CniVersion } from './versions';
 
 /** The `ipam` section: how to reach Consul and how hard to try. */
 const IpamSettings = t.intersection(
@@ -35,18 +36,6 @@ const IpamSettings = t.intersection(
   'an object',
 );
 
-/**
- * A Pool, as a selector delegate writes it. The original's README says `requested-ip`; its code and its
- * Nomad selector use `requested_ip`. Both are read.
- */
-const PoolEntry = t.intersection(
-  [
-    t.type({ name: KeySegment }, 'a Pool object'),
-    t.partial({ 'requested-ip': IpAddress, requested_ip: IpAddress }),
-  ],
-  'a Pool object',
-);
-
 const ResultIp = t.intersection([t.type({ address: IpWithPrefix }, 'an IP config'), t.partial({ gateway: IpAddress }, 'an IP config')], 'an IP config');
 
 /** The part of prevResult we use; other fields (interfaces, routes, dns...) are passed over. */
@@ -62,12 +51,10 @@ const attachmentKeys = ['cni.dev/valid-attachments', 'cni.dev/attachments'] as c
 const NetworkConfig = t.intersection(
   [
     t.type({ cniVersion: t.string, ipam: IpamSettings }, 'an object'),
-    t.partial({ name: t.string, prevResult: PrevResult, [attachmentKeys[0]]: ValidAttachments, [attachmentKeys[1]]: ValidAttachments }),
+    t.partial({ name: t.string, isDefaultGateway: t.boolean, prevResult: PrevResult, [attachmentKeys[0]]: ValidAttachments, [attachmentKeys[1]]: ValidAttachments }),
   ],
   'an object',
 );
-
-const Pools = nonEmptyArray(PoolEntry, 'a non-empty array of Pool objects');
 
 /** A pool selected by the chain: its name and, for a static IP, the address requested. */
 export interface PoolRequest {
@@ -114,6 +101,8 @@ export interface DelegateConfig extends ClusterConfig {
   readonly extraPools: number;
   /** prevResult.ips: on DEL and CHECK, the runtime's cached ADD result. */
   readonly prevIps: readonly PrevIp[];
+  /** The network config's `isDefaultGateway` (bridge's): bridge adds the default route, so the result carries none. */
+  readonly bridgeAddsDefaultRoute: boolean;
 }
 
 export const defaults = {
@@ -126,11 +115,8 @@ export const defaults = {
 
 /** Decodes what every command reads; every failure is a CniError naming the field and value. */
 function decodeNetworkConfig(stdin: string): { cluster: ClusterConfig; config: t.TypeOf<typeof NetworkConfig> } {
-  const raw = parseJson(stdin);
-  // The version is checked first so that every later error can be printed in the config's own version.
-  const version = typeof raw === 'object' && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
-  if (typeof version !== 'string') throw invalidConfig('cniVersion', version, 'a CNI version string');
-  const cniVersion = checkVersion(version);
+  const raw = parseConfigObject(stdin);
+  const cniVersion = readVersion(raw);
 
   const decoded = NetworkConfig.decode(raw);
   if (isLeft(decoded)) throw invalidConfigError(decoded.left, '');
@@ -226,38 +212,17 @@ export function parseConfig(stdin: string, args: ReadonlyMap<string, string> = n
   const perContainer = readPerContainerRequest(config, args, staticIp);
   const chosen = choosePools(pools.right, perContainer.pools);
   const [first] = chosen;
-  const dashed = first!['requested-ip'];
-  const snake = first!.requested_ip;
-  if (dashed !== undefined && snake !== undefined && dashed !== snake) {
-    throw new CniError(
-      ErrorCode.InvalidConfig,
-      'prevResult.pools[0] has both requested-ip and requested_ip, and they differ',
-      `requested-ip is ${dashed}, requested_ip is ${snake}`,
-    );
-  }
   // The container's own request wins over the address the network config asks for.
-  const requestedIp = perContainer.ip?.address ?? dashed ?? snake;
+  const requestedIp = perContainer.ip?.address ?? requestedIpOf(first!, 'prevResult.pools[0]');
 
   return {
     ...cluster,
     pool: requestedIp === undefined ? { name: first!.name } : { name: first!.name, requestedIp },
     extraPools: chosen.length - 1,
     prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),
+    bridgeAddsDefaultRoute: config.isDefaultGateway === true,
   };
 }
-
-function parseJson(stdin: string): unknown {
-  if (stdin.trim() === '') throw new CniError(ErrorCode.DecodingFailure, 'no network config on stdin', 'expected a JSON object');
-  if (Buffer.byteLength(stdin) > maxConfigBytes) {
-    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is too large', `limit is ${maxConfigBytes} bytes`);
-  }
-  try {
-    return JSON.parse(stdin);
-  } catch (error) {
-    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not valid JSON', (error as Error).message);
-  }
-}
-
 
 function invalidConfig(path: string, actual: unknown, expected: string): CniError {
   return new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path, expected, actual })}`);

@@ -5,24 +5,10 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
 import { Milliseconds, nonEmptyArray } from './codecs';
-import { invalidConfigError, problemText } from './decode-report';
+import { parseConfigObject, readVersion } from './config-object';
+import { invalidConfigError } from './decode-report';
 import { CniError, ErrorCode } from './errors';
-import { checkVersion, type CniVersion } from './versions';
-
-/** Parses stdin as a JSON object; fails with code 6 when it is empty, not JSON, or not an object. */
-export function parseConfigObject(stdin: string): Record<string, unknown> {
-  if (stdin.trim() === '') throw new CniError(ErrorCode.DecodingFailure, 'no network config on stdin', 'expected a JSON object');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(stdin);
-  } catch (error) {
-    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not valid JSON', (error as Error).message);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not a JSON object');
-  }
-  return raw as Record<string, unknown>;
-}
+import type { CniVersion } from './versions';
 
 const pluginNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$/;
 
@@ -70,10 +56,7 @@ export interface DelegatedConfig {
 /** Parses ipam-delegated's stdin; every failure is a CniError (6 not JSON, 1 bad version, 7 bad ipam.delegates). */
 export function parseDelegatedConfig(stdin: string): DelegatedConfig {
   const raw = parseConfigObject(stdin);
-  if (typeof raw.cniVersion !== 'string') {
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${problemText({ path: 'cniVersion', expected: 'a CNI version string', actual: raw.cniVersion })}`);
-  }
-  const cniVersion = checkVersion(raw.cniVersion);
+  const cniVersion = readVersion(raw);
   const decoded = DelegatedNetworkConfig.decode(raw);
   if (isLeft(decoded)) {
     throw invalidConfigError(decoded.left, '');

@@ -8,7 +8,7 @@
  */
 import { readEnvironment, type CniEnvironment } from './environment';
 import { CniError, ErrorCode, toCniError } from './errors';
-import { fallbackVersion, supportedVersions, checkVersion } from './versions';
+import { fallbackVersion, supportedVersions, checkVersion, versionsFor } from './versions';
 import { sniffVersion } from './stdin';
 
 /** Re-exported for the other executables' entry points. */
@@ -48,7 +48,7 @@ export async function runPlugin(options: PluginOptions, io: PluginIo, run: Comma
   try {
     if (!io.env.CNI_COMMAND) {
       // Nomad fingerprints every executable in its CNI bin dir this way: exit 0 and print a semver version.
-      io.writeStdout(`CNI ${options.name} plugin v${options.version} (CNI spec ${supportedVersions.join(', ')})\n`);
+      io.writeStdout(`CNI ${options.name} plugin v${options.version} (CNI spec ${supportedVersions.join(', ')} and later 1.x)\n`);
       return 0;
     }
     // Stdin first, so that an error in the environment is printed in the config's cniVersion.
@@ -86,8 +86,7 @@ export async function runPlugin(options: PluginOptions, io: PluginIo, run: Comma
 function printVersion(stdin: string, io: PluginIo): number {
   const asked = stdin.trim() === '' ? fallbackVersion : sniffVersion(stdin);
   if (asked === undefined) throw new CniError(ErrorCode.DecodingFailure, 'VERSION: stdin is not a JSON object with a cniVersion string');
-  checkVersion(asked);
-  io.writeStdout(`${JSON.stringify({ cniVersion: asked, supportedVersions })}\n`);
+  io.writeStdout(`${JSON.stringify({ cniVersion: asked, supportedVersions: versionsFor(checkVersion(asked)) })}\n`);
   return 0;
 }
 

@@ -19,8 +19,21 @@ export interface IpamResult {
   readonly dns: Record<string, never>;
 }
 
-/** The result of ADD (and of CHECK): each address with its prefix, a default route via the gateway when there is one. */
-export function ipamResult(cniVersion: CniVersion, assigned: readonly Assigned[]): IpamResult {
+/** How the default routes of a result are chosen. */
+export interface RouteOptions {
+  /**
+   * The network config's `isDefaultGateway`: `bridge` then adds the default route itself, and a gateway-less
+   * default route from IPAM makes it fail ("failed to add route ... file exists"), so none is returned.
+   */
+  readonly bridgeAddsDefaultRoute: boolean;
+}
+
+/**
+ * The result of ADD (and of CHECK): each address with its prefix, and for each a default route as the original
+ * returns it (`0.0.0.0/0` or `::/0`, via the gateway when the range has one; `bridge` installs one without a
+ * gateway as `default dev eth0`), unless the plugin in front adds the default route itself.
+ */
+export function ipamResult(cniVersion: CniVersion, assigned: readonly Assigned[], routes: RouteOptions = { bridgeAddsDefaultRoute: false }): IpamResult {
   return {
     cniVersion,
     ips: assigned.map(({ ip, range }) => ({
@@ -29,7 +42,9 @@ export function ipamResult(cniVersion: CniVersion, assigned: readonly Assigned[]
       address: `${ip}/${range.prefix}`,
       ...(range.gateway ? { gateway: range.gateway } : {}),
     })),
-    routes: assigned.flatMap(({ range }) => (range.gateway ? [{ dst: range.family === 4 ? '0.0.0.0/0' : '::/0', gw: range.gateway }] : [])),
+    routes: routes.bridgeAddsDefaultRoute
+      ? []
+      : assigned.map(({ range }) => ({ dst: range.family === 4 ? '0.0.0.0/0' : '::/0', ...(range.gateway ? { gw: range.gateway } : {}) })),
     dns: {},
   };
 }

@@ -216,7 +216,7 @@ export const addCommandMachine = setup({
     consulFailed: { type: 'final', description: 'A KV read or write failed (11, 106, 107), or an allocation read is invalid (102).' },
   },
   output: ({ context }): CommandOutput =>
-    finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, [present(context.assigned, 'address')])),
+    finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, [present(context.assigned, 'address')], present(context.config, 'config'))),
 });
 
 function claimInput(context: AddContext, mode: 'next' | 'requested') {

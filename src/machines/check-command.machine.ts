@@ -109,5 +109,5 @@ export const checkCommandMachine = setup({
     nothingToVerify: { type: 'final', description: 'No address of prevResult.ips lies in the pool: a CHECK that verifies nothing fails (108).' },
     mismatch: { type: 'final', description: 'An address is not allocated to this container (108), or reading it failed (11, 102, 106, 107).' },
   },
-  output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.verified)),
+  output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.verified, present(context.config, 'config'))),
 });

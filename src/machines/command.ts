@@ -18,9 +18,9 @@ export type CommandOutput =
   | { readonly type: 'ok'; readonly result?: IpamResult }
   | { readonly type: 'error'; readonly error: CniError; readonly cniVersion?: string };
 
-/** Reads a context field that an earlier state set; a missing one is a bug in the machine, reported as code 109. */
+/** Reads a context field that an earlier state set; a missing one is a bug in the machine, reported as code 109. Every machine's one definition. */
 export function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `a command reached a state without its ${name}`);
+  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `a command machine reached a state without its ${name}`);
   return value;
 }
 

@@ -14,6 +14,7 @@ import { CniError, ErrorCode, toCniError } from '../cni/errors';
 import { DelegateNotFoundError, execDelegateLogic, type DelegateResult, type ExecDelegateInput } from '../services/exec-delegate';
 import type { Log } from '../services/logger';
 import { parseDelegatedConfigLogic } from '../services/parse-delegated-config';
+import { present } from './command';
 
 /** What the process gives the machine. */
 export interface DelegatedInput {
@@ -55,12 +56,6 @@ interface DelegatedContext {
   /** Every other failure, in the order they happened (DEL, CHECK, GC; the rollback's DELs). */
   readonly failures: readonly DelegateFailure[];
   readonly error?: CniError;
-}
-
-/** Reads a context field that an earlier state set; a missing one is a bug in the machine. */
-function present<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new CniError(ErrorCode.Unexpected, `ipam-delegated reached a state without its ${name}`);
-  return value;
 }
 
 /** ipam-delegated's lifecycle for every command; collaborators come in through `input`, delegates run through the `execDelegate` actor. */

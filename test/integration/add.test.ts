@@ -77,7 +77,7 @@ test('ADD: without rangeStart and rangeEnd the whole subnet but the network and 
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: '10.11.0.0/30' }]);
   const first = assertSuccess(await add(s, 'c1'));
-  assert.deepEqual(first, { cniVersion: '1.0.0', ips: [{ address: '10.11.0.1/30' }], routes: [], dns: {} }, 'no gateway: no gateway field, no route');
+  assert.deepEqual(first, { cniVersion: '1.0.0', ips: [{ address: '10.11.0.1/30' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} }, 'no gateway: no gateway field, a default route without gw, as the original');
   assert.equal(await addAddress(s, 'c2'), '10.11.0.2');
   assertCniError(await add(s, 'c3'), 104, '1.0.0');
   assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.11.0.1`, `ipam/${s.pool}/10.11.0.2`]);
@@ -104,7 +104,7 @@ test('ADD: several ranges are used in order, each result with its own prefix and
     routes: [{ dst: '0.0.0.0/0', gw: '10.12.0.1' }],
     dns: {},
   });
-  assert.deepEqual(assertSuccess(await add(s, 'c2')), { cniVersion: '1.0.0', ips: [{ address: '10.12.1.5/29' }], routes: [], dns: {} });
+  assert.deepEqual(assertSuccess(await add(s, 'c2')), { cniVersion: '1.0.0', ips: [{ address: '10.12.1.5/29' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} });
   assert.equal(await addAddress(s, 'c3'), '10.12.1.6');
   assertCniError(await add(s, 'c4'), 104, '1.0.0');
 });
@@ -129,7 +129,7 @@ test('ADD: a /48 IPv6 pool without rangeStart starts after the subnet address, w
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: 'fd00:48::/48' }]);
   const run = await add(s, 'c1');
-  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: 'fd00:48::1/48' }], routes: [], dns: {} });
+  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: 'fd00:48::1/48' }], routes: [{ dst: '::/0' }], dns: {} });
   assert.equal(await addAddress(s, 'c2'), 'fd00:48::2');
   assert.ok(run.elapsedMs < 3000, `a /48 pool must allocate quickly (${run.elapsedMs} ms)`);
 });
@@ -347,7 +347,7 @@ test('verbose flavour: logs the version and the machine states to the log file, 
   const logFile = path.join(tempDir(), 'nested', 'ipam-da-consul.log');
   const run = await runPlugin({ command: 'ADD', containerId: 'c1', config: s.config(), flavour: 'verbose', env: { IPAM_DA_CONSUL_LOG_FILE: logFile } });
   const result = assertSuccess(run);
-  assert.deepEqual(result, { cniVersion: '1.0.0', ips: [{ address: '10.22.0.1/24' }], routes: [], dns: {} });
+  assert.deepEqual(result, { cniVersion: '1.0.0', ips: [{ address: '10.22.0.1/24' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} });
   assert.equal(run.stdout, `${JSON.stringify(result)}\n`, 'nothing but the result on stdout');
   assert.ok(existsSync(logFile), `the verbose flavour writes ${logFile}`);
   const log = readFileSync(logFile, 'utf8');
@@ -371,7 +371,7 @@ test('verbose flavour: a log file that cannot be opened does not break ADD (resu
     flavour: 'verbose',
     env: { IPAM_DA_CONSUL_LOG_FILE: path.join(notADir, 'ipam-da-consul.log') },
   });
-  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: '10.22.1.1/24' }], routes: [], dns: {} });
+  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: '10.22.1.1/24' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} });
   assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.22.1.1`]);
 });
 
@@ -381,7 +381,7 @@ test('ADD succeeds when the host data folder cannot be written: the hints are hi
   const notADir = path.join(tempDir(), 'a-file');
   writeFileSync(notADir, '');
   const run = await add(s, 'c1', { dataDir: path.join(notADir, 'data') });
-  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: '10.22.2.1/24' }], routes: [], dns: {} });
+  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: '10.22.2.1/24' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} });
   assert.match(run.stderr, /WARN/, `the failure to write the hint is reported\n${describeRun(run)}`);
   assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.22.2.1`]);
 });

@@ -25,6 +25,17 @@ describe('parseConfig', () => {
     assert.equal(config.consul.connectTimeoutMs, 1000);
     assert.equal(config.consul.requestTimeoutMs, 5000);
   });
+  test('a null requested IP (either spelling) is no requested IP, as ipam-ds-nomad writes it', () => {
+    assert.equal(parseConfig(withPools([{ name: 'p', requested_ip: null }])).pool.requestedIp, undefined);
+    assert.equal(parseConfig(withPools([{ name: 'p', 'requested-ip': null }])).pool.requestedIp, undefined);
+    assert.equal(parseConfig(withPools([{ name: 'p', 'requested-ip': null, requested_ip: '10.0.0.9' }])).pool.requestedIp, '10.0.0.9');
+  });
+  test('unknown keys of a Pool are ignored', () => {
+    assert.deepEqual(parseConfig(withPools([{ name: 'p', weight: 3, requested_ip: null }])).pool, { name: 'p' });
+  });
+  test('any 1.x cniVersion is served, in that version', () => {
+    assert.equal(parseConfig(JSON.stringify({ ...base, cniVersion: '1.2.0' })).cniVersion, '1.2.0');
+  });
   test('requested-ip and requested_ip are both read, canonicalised', () => {
     assert.equal(parseConfig(withPools([{ name: 'p', 'requested-ip': '10.0.21.123' }])).pool.requestedIp, '10.0.21.123');
     assert.equal(parseConfig(withPools([{ name: 'p', requested_ip: 'FD00::0:7' }])).pool.requestedIp, 'fd00::7');
