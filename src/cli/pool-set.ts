@@ -1,10 +1,11 @@
 /**
- * `pool set NAME --range ...`: writes ipam/NAME. The JSON about to be written goes through the plugin's own
- * parsePoolDefinition first, so the CLI can never write a pool the plugin would refuse to read.
+ * `pool set NAME --range ...`: writes ipam/NAME. The JSON about to be written goes through the strict
+ * parsePoolDefinition first: the CLI never writes a pool the plugin would refuse to read, nor one it would
+ * only serve leniently, as the original does (host bits, bounds or gateway outside the subnet, overlaps).
  */
 import type { ConsulKv } from '../services/consul-client';
 import { isReserved, rangeAllocating, rangeHolding, type AddressRange } from '../services/ip-math';
-import { parsePoolDefinition, poolKey } from '../services/kv-layout';
+import { parsePoolDefinition, poolKey, readPoolDefinition } from '../services/kv-layout';
 import { OperationFailure, UsageError } from './cli-errors';
 import type { Command } from './command';
 import { checkPoolName, describeRange, rangeJson, readAllocations, type PoolAllocations } from './pool-read';
@@ -49,7 +50,7 @@ function leftAsStatic(before: readonly AddressRange[] | undefined, after: readon
 
 function parseCurrent(name: string, value: string | null): AddressRange[] | undefined {
   try {
-    return parsePoolDefinition(name, value);
+    return readPoolDefinition(name, value).ranges; // as the plugin serves it today
   } catch {
     return undefined; // a broken pool is simply replaced
   }

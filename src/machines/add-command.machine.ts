@@ -54,7 +54,7 @@ export const addCommandMachine = setup({
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
     recordLoss: assign(({ context }) => ({ lost: context.lost + 1, avoid: [...context.avoid, present(context.candidate, 'candidate').ip] })),
     recordPoolFull: assign(({ context }) => ({
-      error: new CniError(ErrorCode.PoolFull, `pool ${present(context.pool, 'pool').name} is full`, `every address of ${context.pool!.ranges.map((r) => `${r.start}-${r.end}`).join(', ')} is allocated`),
+      error: new CniError(ErrorCode.PoolFull, `pool ${present(context.pool, 'pool').name} is full`, context.pool!.ranges.length === 0 ? `${poolKey(context.pool!.name)} holds no IP Ranges` : `every address of ${context.pool!.ranges.map((r) => `${r.start}-${r.end}`).join(', ')} is allocated`),
     })),
     recordRaceLost: assign(({ context }) => ({
       error: new CniError(
@@ -105,7 +105,7 @@ export const addCommandMachine = setup({
       invoke: {
         id: 'loadPool',
         src: 'loadPool',
-        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name }),
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name, log: context.input.log }),
         onDone: [
           { guard: 'hasRequestedIp', target: 'checkingRequestedIp', actions: assign({ pool: ({ event }) => event.output }) },
           { target: 'recallingHost', actions: assign({ pool: ({ event }) => event.output }) },

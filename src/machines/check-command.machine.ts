@@ -74,7 +74,7 @@ export const checkCommandMachine = setup({
       invoke: {
         id: 'loadPool',
         src: 'loadPool',
-        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name }),
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name, log: context.input.log }),
         onDone: [
           {
             guard: { type: 'holdsNothingOfPool', params: ({ event }) => ({ pool: event.output }) },

@@ -30,25 +30,46 @@ const text = formatIp;
 /**
  * Checks a range definition and fills in its defaults, as host-local does: rangeStart defaults to the
  * first address after the network address, rangeEnd to the last before the IPv4 broadcast address.
- * Throws an Error whose message says what is wrong.
+ *
+ * Strict (no `served` list: what `consul-ipam pool set` writes), anything odd throws an Error whose message
+ * says what is wrong. Lenient (a `served` list: what the plugin reads), it serves what the original serves and
+ * notes each oddity in `served`: host bits of the subnet are masked, rangeStart..rangeEnd is cut to the
+ * subnet (the original walks the subnet's addresses and keeps those between the bounds), and a gateway
+ * outside the subnet is returned as given. A family mix-up, start after end, or bounds that leave no address
+ * of the subnet throw either way.
  */
-export function normalizeRange(definition: RangeDefinition): AddressRange {
+export function normalizeRange(definition: RangeDefinition, served?: string[]): AddressRange {
+  const oddity = (why: string): void => {
+    if (served === undefined) throw new Error(why);
+    served.push(why);
+  };
   const cidr = ip6addr.createCIDR(definition.subnet);
   const prefix = cidr.prefixLength();
-  const family = cidr.address().kind() === 'ipv4' ? 4 : 6;
-  const inSubnet = (name: string, value: string | undefined): string | undefined => {
-    if (value === undefined) return undefined;
+  const kind = cidr.address().kind();
+  const family = kind === 'ipv4' ? 4 : 6;
+  const subnet = `${text(cidr.address())}/${prefix}`;
+  const [given] = definition.subnet.split('/');
+  if (canonicalIp(given ?? '') !== text(cidr.address())) oddity(`subnet ${definition.subnet} has host bits set: did you mean ${subnet}?`);
+  const address = (name: string, value: string): string => {
     const ip = canonicalIp(value);
-    if (ip === undefined || ip6addr.parse(ip).kind() !== cidr.address().kind() || !cidr.contains(ip)) {
-      throw new Error(`${name} ${value} is not an address of subnet ${definition.subnet}`);
+    if (ip === undefined || ip6addr.parse(ip).kind() !== kind || (ip.includes(':') ? 6 : 4) !== family) {
+      throw new Error(`${name} ${value} is not an address of subnet ${subnet}`);
     }
+    if (!cidr.contains(ip)) oddity(`${name} ${value} is not an address of subnet ${subnet}`);
     return ip;
   };
-  const start = inSubnet('rangeStart', definition.rangeStart) ?? text(cidr.first());
-  const end = inSubnet('rangeEnd', definition.rangeEnd) ?? text(cidr.last());
-  if (ip6addr.compare(start, end) > 0) throw new Error(`rangeStart ${start} comes after rangeEnd ${end}`);
-  const gateway = inSubnet('gateway', definition.gateway);
-  const range = { subnet: `${text(cidr.address())}/${prefix}`, prefix, family, start, end } as const;
+  const first = text(cidr.first());
+  const last = text(cidr.last());
+  const startGiven = definition.rangeStart === undefined ? first : address('rangeStart', definition.rangeStart);
+  const endGiven = definition.rangeEnd === undefined ? last : address('rangeEnd', definition.rangeEnd);
+  if (ip6addr.compare(startGiven, last) > 0 || ip6addr.compare(endGiven, first) < 0) {
+    throw new Error(`rangeStart..rangeEnd ${startGiven}-${endGiven} holds no address of subnet ${subnet}`);
+  }
+  if (ip6addr.compare(startGiven, endGiven) > 0) throw new Error(`rangeStart ${startGiven} comes after rangeEnd ${endGiven}`);
+  const start = ip6addr.compare(startGiven, first) < 0 ? first : startGiven;
+  const end = ip6addr.compare(endGiven, last) > 0 ? last : endGiven;
+  const gateway = definition.gateway === undefined ? undefined : address('gateway', definition.gateway);
+  const range = { subnet, prefix, family, start, end } as const;
   return gateway === undefined ? range : { ...range, gateway };
 }
 
@@ -68,7 +89,8 @@ export function isReserved(range: AddressRange, ip: string): boolean {
 
 /** The range whose subnet holds ip (static IPs may lie outside rangeStart..rangeEnd). */
 export function rangeHolding(ranges: readonly AddressRange[], ip: string): AddressRange | undefined {
-  return ranges.find((range) => ip6addr.createCIDR(range.subnet).contains(ip) && ip6addr.parse(ip).kind() === (range.family === 4 ? 'ipv4' : 'ipv6'));
+  // The family is the text's: ip6addr reads an IPv4-mapped IPv6 address as IPv4.
+  return ranges.find((range) => familyOf(ip) === String(range.family) && ip6addr.createCIDR(range.subnet).contains(ip));
 }
 
 /** The range whose rangeStart..rangeEnd holds ip. */
@@ -92,6 +114,10 @@ export interface Candidate {
  */
 export function* candidatesAfter(ranges: readonly AddressRange[], after?: string): Generator<Candidate> {
   if (ranges.length === 0) return;
+  // Overlapping ranges (served as the original serves them): each address is yielded once, by the first
+  // range that allocates it, so ADD never tries one address twice nor counts a pool full early.
+  const overlapping = ranges.some((a, i) => ranges.slice(i + 1).some((b) => rangesOverlap(a, b)));
+  const owns = (range: AddressRange, ip: string): boolean => !overlapping || rangeAllocating(ranges, ip) === range;
   const afterRange = after === undefined ? undefined : rangeAllocating(ranges, after);
   const first = afterRange === undefined ? 0 : ranges.indexOf(afterRange);
   for (let step = 0; step <= ranges.length; step++) {
@@ -104,7 +130,7 @@ export function* candidatesAfter(ranges: readonly AddressRange[], after?: string
     const stop = isWrap ? after! : range.end;
     while (addr !== null && addr.compare(stop) <= 0) {
       const ip = text(addr);
-      if (!isReserved(range, ip)) yield { ip, range };
+      if (!isReserved(range, ip) && owns(range, ip)) yield { ip, range };
       addr = addr.offset(1);
     }
   }

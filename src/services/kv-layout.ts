@@ -8,7 +8,7 @@
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
-import { canonicalIp, ContainerId, InterfaceName, IpAddress, NetworkName, Subnet } from '../cni/codecs';
+import { canonicalIp, ContainerId, InterfaceName, IpAddress, IpWithPrefix, NetworkName } from '../cni/codecs';
 import { describeDecodeErrors, showValue, summarizeProblems } from '../cni/decode-report';
 import { CniError, ErrorCode } from '../cni/errors';
 import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
@@ -18,13 +18,26 @@ export const allocationPrefix = (pool: string): string => `ipam/${pool}/`;
 export const allocationKey = (pool: string, ip: string): string => `ipam/${pool}/${ip}`;
 
 const RangeObject = t.intersection(
-  [t.type({ subnet: Subnet }, 'an IP Range object'), t.partial({ rangeStart: IpAddress, rangeEnd: IpAddress, gateway: IpAddress })],
+  // Host bits are the lenient reading's to judge (normalizeRange): the original masks them.
+  [t.type({ subnet: IpWithPrefix }, 'an IP Range object'), t.partial({ rangeStart: IpAddress, rangeEnd: IpAddress, gateway: IpAddress })],
   'an IP Range object',
 );
-const RangeList = t.refinement(t.array(RangeObject), (list) => list.length > 0, 'a non-empty JSON array of IP Range objects');
+const RangeList = t.array(RangeObject, 'a JSON array of IP Range objects');
 
-/** Parses and checks the value of ipam/<pool>. Errors name the pool, the field and the value. */
-export function parsePoolDefinition(pool: string, value: string | null): AddressRange[] {
+/** A pool's ranges as served, and what about them the strict writer (`consul-ipam pool set`) would refuse. */
+export interface PoolDefinition {
+  readonly ranges: AddressRange[];
+  /** Each oddity served as the original serves it: host bits, bounds or gateway outside the subnet, overlaps, no ranges. */
+  readonly oddities: readonly string[];
+}
+
+/**
+ * Reads the value of ipam/<pool> as the original does: host bits of a subnet are masked, rangeStart..rangeEnd
+ * is cut to the subnet, a gateway outside the subnet is returned as given, overlapping ranges hand out each
+ * address once, and `[]` is a pool with no address (ADD reports it full). Those are returned as `oddities`.
+ * What the original could not read either is code 101 naming the pool, the field and the value.
+ */
+export function readPoolDefinition(pool: string, value: string | null): PoolDefinition {
   const key = poolKey(pool);
   let json: unknown;
   try {
@@ -37,20 +50,31 @@ export function parsePoolDefinition(pool: string, value: string | null): Address
     const { first, details } = summarizeProblems(describeDecodeErrors(decoded.left, key));
     throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${first}`, details);
   }
+  const oddities: string[] = decoded.right.length === 0 ? ['it holds no IP Ranges, so it has no address to give'] : [];
   const ranges = decoded.right.map((definition, index) => {
+    const noted: string[] = [];
     try {
-      return normalizeRange(definition);
+      const range = normalizeRange({ ...definition, subnet: `${definition.subnet.ip}/${definition.subnet.prefix}` }, noted);
+      oddities.push(...noted.map((why) => `${key}[${index}]: ${why}`));
+      return range;
     } catch (error) {
       throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${key}[${index}]: ${(error as Error).message}`);
     }
   });
   ranges.forEach((a, i) =>
     ranges.slice(i + 1).forEach((b, j) => {
-      if (rangesOverlap(a, b)) {
-        throw new CniError(ErrorCode.InvalidPool, `pool key ${key} does not hold valid IP Ranges: ${key}[${i}] and ${key}[${i + 1 + j}] overlap`);
-      }
+      if (rangesOverlap(a, b)) oddities.push(`${key}[${i}] and ${key}[${i + 1 + j}] overlap (each address is handed out once)`);
     }),
   );
+  return { ranges, oddities };
+}
+
+/** Strict: the ranges of a pool value only if nothing about them is odd (what `consul-ipam pool set` may write); else code 101. */
+export function parsePoolDefinition(pool: string, value: string | null): AddressRange[] {
+  const { ranges, oddities } = readPoolDefinition(pool, value);
+  if (oddities.length > 0) {
+    throw new CniError(ErrorCode.InvalidPool, `pool key ${poolKey(pool)} does not hold valid IP Ranges: ${oddities.join('; ')}`);
+  }
   return ranges;
 }
 

@@ -2,7 +2,8 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
 import type { AddressRange } from './ip-math';
-import { parsePoolDefinition, poolKey } from './kv-layout';
+import { poolKey, readPoolDefinition } from './kv-layout';
+import type { Log } from './logger';
 
 /** A pool as read from ipam/<name>. */
 export interface LoadedPool {
@@ -12,11 +13,17 @@ export interface LoadedPool {
   readonly identity: number;
 }
 
-/** Runs once a server is picked (ADD, CHECK): reads ipam/<name> and checks its IP Ranges. */
-export const loadPoolLogic = fromPromise<LoadedPool, { readonly kv: ConsulKv; readonly name: string }>(async ({ input: { kv, name } }) => {
+/**
+ * Runs once a server is picked (ADD, CHECK): reads ipam/<name> and checks its IP Ranges. A pool the original
+ * serves is served (see readPoolDefinition), with one warning naming the key and what `consul-ipam pool set`
+ * would refuse about it.
+ */
+export const loadPoolLogic = fromPromise<LoadedPool, { readonly kv: ConsulKv; readonly name: string; readonly log: Log }>(async ({ input: { kv, name, log } }) => {
   const entry = await kv.get(poolKey(name));
   if (entry === undefined) {
     throw new CniError(ErrorCode.PoolNotFound, `pool ${name} does not exist: there is no key ${poolKey(name)} in Consul KV`, `server ${kv.server}`);
   }
-  return { name, ranges: parsePoolDefinition(name, entry.value), identity: entry.createIndex };
+  const { ranges, oddities } = readPoolDefinition(name, entry.value);
+  if (oddities.length > 0) log.warn(`pool key ${poolKey(name)} is served as the original serves it, though consul-ipam pool set would refuse it: ${oddities.join('; ')}`);
+  return { name, ranges, identity: entry.createIndex };
 });

@@ -328,20 +328,14 @@ describe('the pool key does not hold valid IP Ranges → 101', () => {
     ['empty (null value)', ''],
     ['an object, not an array', JSON.stringify({ subnet: '10.62.0.0/24' })],
     ['a string', JSON.stringify('10.62.0.0/24')],
-    ['an empty array', '[]'],
     ['a range without subnet', JSON.stringify([{ rangeStart: '10.62.0.5' }])],
     ['subnet not CIDR', JSON.stringify([{ subnet: '10.62.0.0' }])],
     ['subnet nonsense', JSON.stringify([{ subnet: 'banana/24' }])],
     ['prefix too long', JSON.stringify([{ subnet: '10.62.0.0/33' }])],
-    ['host bits set', JSON.stringify([{ subnet: '10.62.0.1/24' }])],
-    ['IPv6 host bits set', JSON.stringify([{ subnet: 'fd00:62::1/64' }])],
-    ['rangeStart outside the subnet', JSON.stringify([{ subnet: '10.62.0.0/24', rangeStart: '10.62.1.5' }])],
-    ['rangeEnd outside the subnet', JSON.stringify([{ subnet: '10.62.0.0/24', rangeEnd: '10.63.0.5' }])],
+    ['rangeStart beyond the subnet (no address of it left)', JSON.stringify([{ subnet: '10.62.0.0/24', rangeStart: '10.62.1.5' }])],
     ['rangeStart after rangeEnd', JSON.stringify([{ subnet: '10.62.0.0/24', rangeStart: '10.62.0.50', rangeEnd: '10.62.0.40' }])],
     ['rangeStart of the other family', JSON.stringify([{ subnet: '10.62.0.0/24', rangeStart: 'fd00::5' }])],
-    ['gateway outside the subnet', JSON.stringify([{ subnet: '10.62.0.0/24', gateway: '10.62.1.1' }])],
     ['gateway not an IP', JSON.stringify([{ subnet: '10.62.0.0/24', gateway: 'router' }])],
-    ['overlapping ranges', JSON.stringify([{ subnet: '10.62.0.0/24' }, { subnet: '10.62.0.128/25' }])],
   ];
   for (const [label, value] of cases) {
     test(label, T, async () => {

@@ -127,3 +127,24 @@ describe('pool membership', () => {
     assert.equal(rangesOverlap(a, normalizeRange({ subnet: '10.0.1.0/24' })), false);
   });
 });
+
+describe('candidatesAfter over overlapping ranges (served as the original serves them)', () => {
+  const ranges = [
+    normalizeRange({ subnet: '10.0.0.0/29' }, []),
+    normalizeRange({ subnet: '10.0.0.0/28', rangeStart: '10.0.0.3', rangeEnd: '10.0.0.9' }, []),
+    normalizeRange({ subnet: '10.0.0.4/30' }, []),
+  ];
+  test('each address is yielded once, by the first range that allocates it', () => {
+    const all = take(100, ranges);
+    assert.deepEqual(all, ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6', '10.0.0.7', '10.0.0.8', '10.0.0.9']);
+    assert.equal(new Set(all).size, all.length);
+  });
+  test('a full cycle from any hint covers each address once', () => {
+    for (const after of ['10.0.0.2', '10.0.0.6', '10.0.0.8']) {
+      const cycle = take(100, ranges, after);
+      assert.equal(cycle.length, 9, `after ${after}: ${cycle.join(' ')}`);
+      assert.equal(new Set(cycle).size, 9, `after ${after}: ${cycle.join(' ')}`);
+      assert.equal(cycle.at(-1), after);
+    }
+  });
+});

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CniError, ErrorCode } from '../../src/cni/errors';
-import { belongsTo, parseAllocation, parsePoolDefinition } from '../../src/services/kv-layout';
+import { belongsTo, parseAllocation, parsePoolDefinition, readPoolDefinition } from '../../src/services/kv-layout';
+import type { AddressRange } from '../../src/services/ip-math';
 
 const failsWith = (code: number, message: RegExp) => (error: unknown) => error instanceof CniError && error.code === code && message.test(error.message);
 
@@ -17,12 +18,44 @@ const badPools: Array<[string, string | null, RegExp]> = [
   ['an empty array', '[]', /valid IP Ranges/],
   ['a range without subnet', '[{"gateway":"10.0.0.1"}]', /missing ipam\/p\[0\]\.subnet/],
   ['a subnet with host bits', '[{"subnet":"10.0.0.1/24"}]', /did you mean 10\.0\.0\.0\/24/],
-  ['rangeStart outside the subnet', '[{"subnet":"10.0.0.0/24","rangeStart":"10.0.1.1"}]', /ipam\/p\[0\]: rangeStart 10\.0\.1\.1/],
+  ['rangeStart outside the subnet', '[{"subnet":"10.0.0.0/24","rangeStart":"10.0.1.1"}]', /ipam\/p\[0\]: rangeStart..rangeEnd 10\.0\.1\.1-/],
   ['overlapping ranges', '[{"subnet":"10.0.0.0/24"},{"subnet":"10.0.0.128/25"}]', /\[0\] and ipam\/p\[1\] overlap/],
 ];
 for (const [label, value, message] of badPools) {
-  test(`a pool key holding ${label} is code 101`, () => assert.throws(() => parsePoolDefinition('p', value), failsWith(ErrorCode.InvalidPool, message)));
+  test(`a pool key holding ${label} is code 101 for the strict writer`, () => assert.throws(() => parsePoolDefinition('p', value), failsWith(ErrorCode.InvalidPool, message)));
 }
+
+// What the original serves, the plugin serves too (readPoolDefinition), each oddity noted once.
+const servedPools: Array<[string, string, Array<Partial<AddressRange>>, RegExp[]]> = [
+  ['no ranges at all', '[]', [], [/holds no IP Ranges/]],
+  ['a subnet with host bits (masked)', '[{"subnet":"10.0.0.1/24"}]', [{ subnet: '10.0.0.0/24', start: '10.0.0.1', end: '10.0.0.254' }], [/ipam\/p\[0\]: subnet 10\.0\.0\.1\/24 has host bits set/]],
+  ['an IPv6 subnet with host bits', '[{"subnet":"fd00:62::1/64"}]', [{ subnet: 'fd00:62::/64', start: 'fd00:62::1' }], [/host bits/]],
+  [
+    'bounds beyond the subnet (cut to it)',
+    '[{"subnet":"10.0.0.0/24","rangeStart":"9.255.255.0","rangeEnd":"10.0.3.0"}]',
+    [{ start: '10.0.0.1', end: '10.0.0.254' }],
+    [/rangeStart 9\.255\.255\.0 is not an address of subnet/, /rangeEnd 10\.0\.3\.0 is not an address/],
+  ],
+  ['a gateway outside the subnet (returned as given)', '[{"subnet":"10.0.0.0/24","gateway":"10.0.9.1"}]', [{ gateway: '10.0.9.1' }], [/gateway 10\.0\.9\.1 is not an address/]],
+  ['overlapping ranges', '[{"subnet":"10.0.0.0/24"},{"subnet":"10.0.0.128/25"}]', [{ subnet: '10.0.0.0/24' }, { subnet: '10.0.0.128/25' }], [/ipam\/p\[0\] and ipam\/p\[1\] overlap/]],
+];
+for (const [label, value, expected, notes] of servedPools) {
+  test(`a pool key holding ${label} is served, the oddity noted`, () => {
+    const { ranges, oddities } = readPoolDefinition('p', value);
+    assert.equal(ranges.length, expected.length);
+    expected.forEach((fields, i) => {
+      for (const [field, want] of Object.entries(fields)) assert.equal(ranges[i]![field as keyof AddressRange], want, `${field} of range ${i}`);
+    });
+    assert.equal(oddities.length, notes.length, oddities.join('\n'));
+    notes.forEach((note, i) => assert.match(oddities[i]!, note));
+  });
+}
+
+test('a pool key the original could not read either stays code 101', () => {
+  for (const value of ['[{"subnet":"10.0.0.0/24","rangeStart":"10.0.1.1"}]', '[{"subnet":"10.0.0.0/24","rangeEnd":"fd00::1"}]', '{"subnet":"10.0.0.0/24"}']) {
+    assert.throws(() => readPoolDefinition('p', value), failsWith(ErrorCode.InvalidPool, /ipam\/p/));
+  }
+});
 
 test('an allocation written by the original (target only) parses and matches any interface', () => {
   const { ip, allocation } = parseAllocation('p', 'ipam/p/10.0.0.5', '{"target":"c1"}');
