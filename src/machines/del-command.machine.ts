@@ -79,7 +79,7 @@ export const delCommandMachine = setup({
       },
     },
     findingAllocations: {
-      description: "Read the keys of prevResult.ips (or the host's note); search the pool only when neither names an address.",
+      description: "Read the keys of prevResult.ips and the host's note; when prevResult.ips names no address, search the pool for every allocation of this container.",
       invoke: {
         id: 'findAllocations',
         src: 'findAllocations',

@@ -26,27 +26,29 @@ export interface Found {
 
 /**
  * Runs in DEL: finds the allocations of this container and interface. When the runtime passed the ADD result
- * (prevResult.ips), or this host remembers the address, those keys are read directly; the pool is searched only
- * when neither names an address. Keys whose value is not a valid Allocation are passed over with a warning:
- * DEL must not fail on another container's broken key.
+ * (prevResult.ips), those keys and the one this host remembers are read directly. When it names no address, the
+ * pool is searched for every allocation of this container (its interface, or none recorded), as the seed says
+ * and the original does: another implementation, or another host, may have written one this host does not
+ * remember. Keys whose value is not a valid Allocation are passed over with a warning: DEL must not fail on
+ * another container's broken key.
  */
 export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) => {
   const { kv, pool, prevIps, containerId, ifname, dataDir, log } = input;
   const held = await recallHeld(dataDir, pool, containerId, ifname);
   const named = [...new Set([...prevIps.map((p) => p.ip), ...(held ? [held] : [])])];
-  let entries: KvEntry[];
-  if (named.length > 0) {
-    // The first of these answers may be the stale read that picked the server. What it says is ours is checked
-    // by the cas delete; what it says is someone else's is read again, fresh: a lagging server must not hide an
-    // address this container was just given.
-    const read = async (ip: string): Promise<KvEntry | undefined> => {
-      const entry = await kv.get(allocationKey(pool, ip));
-      return entry?.stale && !isOurs(entry, pool, containerId, ifname) ? kv.get(allocationKey(pool, ip), { fresh: true }) : entry;
-    };
-    entries = (await Promise.all(named.map(read))).filter((e): e is KvEntry => e !== undefined);
-  } else {
-    log.debug(`no address named for ${containerId}; searching ${allocationPrefix(pool)}`);
-    entries = await readPoolFolder(kv, pool);
+  // The first of these answers may be the stale read that picked the server. What it says is ours is checked
+  // by the cas delete; what it says is someone else's is read again, fresh: a lagging server must not hide an
+  // address this container was just given.
+  const read = async (ip: string): Promise<KvEntry | undefined> => {
+    const entry = await kv.get(allocationKey(pool, ip));
+    return entry?.stale && !isOurs(entry, pool, containerId, ifname) ? kv.get(allocationKey(pool, ip), { fresh: true }) : entry;
+  };
+  const direct = (await Promise.all(named.map(read))).filter((e): e is KvEntry => e !== undefined);
+  let entries = direct;
+  if (prevIps.length === 0) {
+    log.debug(`no address named for ${containerId} in prevResult.ips; searching ${allocationPrefix(pool)}`);
+    const listed = await readPoolFolder(kv, pool);
+    entries = [...direct, ...listed.filter((entry) => !direct.some((d) => d.key === entry.key))];
   }
   const found: Found[] = [];
   for (const entry of entries) {

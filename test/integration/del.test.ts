@@ -79,6 +79,18 @@ test('DEL without prevResult.ips finds the address through the host note left by
   assert.deepEqual(await allocationKeys(agent.kv, s.pool), []);
 });
 
+test('DEL without prevResult.ips releases every allocation of the container, also one this host does not remember', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.32.1.0/24' }]);
+  const added = assertSuccess(await runPlugin({ command: 'ADD', containerId: 'c1', config: s.config() }));
+  // Another implementation (the original writes {"target"} only) gave the same container a second address.
+  await agent.kv.put(`ipam/${s.pool}/10.32.1.200`, { target: 'c1' });
+  await agent.kv.put(`ipam/${s.pool}/10.32.1.201`, { target: 'c2' });
+  assert.equal((await allocationKeys(agent.kv, s.pool)).length, 3, `ADD took ${added.ips[0].address}`);
+  assertDelResult(await del(s, 'c1'));
+  assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.32.1.201`]);
+});
+
 test('DEL twice succeeds twice; DEL with nothing to release (or no such pool) succeeds', T, async () => {
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: '10.33.0.0/24' }]);
