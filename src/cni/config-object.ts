@@ -7,7 +7,7 @@ import { CniError, ErrorCode } from './errors';
 import { maxConfigBytes } from './stdin';
 import { checkVersion, type CniVersion } from './versions';
 
-/** Parses stdin as a JSON object; fails with code 6 when it is empty, too large, not JSON, or not an object. */
+/** Parses stdin as a JSON object; fails with code 6 when it is empty, too large or not JSON, 7 when it is JSON but not an object. */
 export function parseConfigObject(stdin: string): Record<string, unknown> {
   if (stdin.trim() === '') throw new CniError(ErrorCode.DecodingFailure, 'no network config on stdin', 'expected a JSON object');
   if (Buffer.byteLength(stdin) > maxConfigBytes) {
@@ -19,8 +19,11 @@ export function parseConfigObject(stdin: string): Record<string, unknown> {
   } catch (error) {
     throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not valid JSON', (error as Error).message);
   }
+  // Valid JSON that is not an object is a network config that is wrong, not one that could not be decoded.
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new CniError(ErrorCode.DecodingFailure, 'network config on stdin is not a JSON object');
+    // Named by its type, never rendered: a value nested 100,000 deep would overflow the stack.
+    const got = Array.isArray(raw) ? 'an array' : raw === null ? 'null' : `a ${typeof raw}`;
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: expected a JSON object, got ${got}`);
   }
   return raw as Record<string, unknown>;
 }

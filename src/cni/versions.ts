@@ -17,7 +17,7 @@ export const supportLine = '=0.4.0 || ^1.0.0';
 /** Used for errors printed before the config's own version is known. */
 export const fallbackVersion = '1.0.0' as CniVersion;
 
-const servedPattern = /^(?:0\.4\.0|1\.(?:0|[1-9]\d{0,3})\.(?:0|[1-9]\d{0,3}))$/;
+const servedPattern = /^(?:0\.4\.0|1\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*))$/;
 
 /** Narrows a config's cniVersion, or fails with code 1 as the spec asks. */
 export function checkVersion(version: string): CniVersion {

@@ -96,25 +96,50 @@ function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<stri
   return out;
 }
 
-/** One transaction of `get`s: Consul rolls it back and names every operation whose key does not exist. */
+/**
+ * One transaction of `get`s over a window of candidates. All taken: Consul applies it and returns every value,
+ * each checked. Some free: Consul rolls it back and names every operation whose key does not exist, but returns
+ * no values, so the taken ones are read in a second transaction and checked too (the seed: a key in the pool
+ * folder that is not a valid Allocation is an error, 102). A window entirely free, the common case after this
+ * host's hint, costs one round trip; only a window mixing free and taken addresses costs two.
+ */
 async function freeAmong(kv: ConsulKv, pool: string, batch: readonly Candidate[]): Promise<Candidate[]> {
   const outcome = await kv.txn(batch.map(({ ip }) => ({ verb: 'get', key: allocationKey(pool, ip) })));
   if (outcome.applied) {
-    // All taken. The seed's rule holds for every allocation we read: each must be valid.
     for (const entry of outcome.entries) parseAllocation(pool, entry.key, entry.value);
     return [];
   }
-  const free: Candidate[] = [];
-  for (const { opIndex, what } of outcome.errors) {
+  const missing = missingOps(kv, pool, outcome.errors, batch.length);
+  let taken = batch.filter((_, index) => !missing.has(index));
+  const free = batch.filter((_, index) => missing.has(index));
+  // Each rolled-back check names at least one more key released meanwhile: at most one round per candidate.
+  while (taken.length > 0) {
+    const check = await kv.txn(taken.map(({ ip }) => ({ verb: 'get', key: allocationKey(pool, ip) })));
+    if (check.applied) {
+      for (const entry of check.entries) parseAllocation(pool, entry.key, entry.value);
+      break;
+    }
+    const released = missingOps(kv, pool, check.errors, taken.length);
+    free.push(...taken.filter((_, index) => released.has(index)));
+    taken = taken.filter((_, index) => !released.has(index));
+  }
+  // Back in walk order, so the spread pick and round robin see the window as it is.
+  return batch.filter((candidate) => free.includes(candidate));
+}
+
+/** The operations of a rolled-back transaction of `get`s whose key does not exist; any other failure is an error. */
+function missingOps(kv: ConsulKv, pool: string, errors: ReadonlyArray<{ readonly opIndex: number; readonly what: string }>, size: number): Set<number> {
+  const missing = new Set<number>();
+  for (const { opIndex, what } of errors) {
     if (/permission denied/i.test(what)) {
       throw new CniError(ErrorCode.PermissionDenied, `Consul denied a read of ${allocationPrefix(pool)}: permission denied (check ipam.consul_token)`, `${kv.server}: ${what}`);
     }
-    if (!/doesn't exist|does not exist/i.test(what) || batch[opIndex] === undefined) {
+    if (!/doesn't exist|does not exist/i.test(what) || opIndex < 0 || opIndex >= size) {
       throw new CniError(ErrorCode.KvFailure, `Consul failed a read of ${allocationPrefix(pool)}`, `${kv.server}: operation ${opIndex}: ${what}`);
     }
-    free.push(batch[opIndex]!);
+    missing.add(opIndex);
   }
-  return free;
+  return missing;
 }
 
 /** Every allocated address of the pool, from key names alone; a key not named after an address is an invalid Allocation. */

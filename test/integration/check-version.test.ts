@@ -105,13 +105,33 @@ for (const cniVersion of supportedVersions) {
   });
 }
 
+test('VERSION asked in a later 1.x (1.2.0) answers in it and lists it: the support line is =0.4.0 || ^1.0.0', T, async () => {
+  const run = await runPlugin({ command: 'VERSION', config: { cniVersion: '1.2.0' } });
+  assert.equal(run.code, 0, describeRun(run));
+  assert.deepEqual(run.json, { cniVersion: '1.2.0', supportedVersions: [...supportedVersions, '1.2.0'] });
+});
+
+test('ADD, CHECK and DEL in cniVersion 1.2.0 are served, each answered in 1.2.0', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.47.0.0/24', gateway: '10.47.0.1' }]);
+  const add = await runPlugin({ command: 'ADD', containerId: 'c12', config: s.config({ cniVersion: '1.2.0' }) });
+  assert.equal(add.code, 0, describeRun(add));
+  assert.deepEqual(add.json, { cniVersion: '1.2.0', ips: [{ address: '10.47.0.2/24', gateway: '10.47.0.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.47.0.1' }], dns: {} });
+  const check = await runPlugin({ command: 'CHECK', containerId: 'c12', config: s.config({ cniVersion: '1.2.0', ips: add.json.ips }) });
+  assert.equal(check.code, 0, describeRun(check));
+  assert.equal(check.json.cniVersion, '1.2.0');
+  const del = await runPlugin({ command: 'DEL', containerId: 'c12', config: s.config({ cniVersion: '1.2.0', ips: add.json.ips }) });
+  assert.deepEqual(del.json, { cniVersion: '1.2.0', ips: [], routes: [], dns: {} }, describeRun(del));
+  assert.deepEqual(await agent.kv.keys(`ipam/${s.pool}/`), []);
+});
+
 test('VERSION needs no CNI_CONTAINERID, CNI_IFNAME or CNI_NETNS', T, async () => {
   const run = await runPlugin({ command: 'VERSION', config: { cniVersion: '1.1.0' }, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined } });
   assert.equal(run.code, 0, describeRun(run));
   assert.deepEqual(run.json, { cniVersion: '1.1.0', supportedVersions });
 });
 
-for (const cniVersion of ['0.3.1', '0.1.0', '2.0.0', '1.0']) {
+for (const cniVersion of ['0.3.1', '0.1.0', '2.0.0', '1.0', '1.2', '1.2.0-rc1']) {
   test(`VERSION with unsupported cniVersion ${cniVersion} fails with code 1`, T, async () => {
     const error = assertCniError(await runPlugin({ command: 'VERSION', config: { cniVersion } }), 1, cniVersion);
     for (const v of supportedVersions) assert.ok(`${error.msg} ${error.details}`.includes(v), `the error lists ${v}: ${JSON.stringify(error)}`);

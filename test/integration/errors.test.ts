@@ -379,6 +379,14 @@ describe('an allocation read by ADD is not a valid Allocation → 102', () => {
     const error = await expectRejected(102, { command: 'ADD', config: s.config({ cniVersion: V }) });
     assert.ok(`${error.msg} ${error.details}`.includes(`ipam/${s.pool}/not-an-address`), `names the key: ${JSON.stringify(error)}`);
   });
+  test('a broken key among taken candidates, with free ones beside it, is still 102 (not passed over)', T, async () => {
+    const s = scenario([agent.url]);
+    await putPool(agent.kv, s.pool, [{ subnet: '10.63.2.0/24' }]);
+    await agent.kv.put(`ipam/${s.pool}/10.63.2.1`, { target: 'other' });
+    await agent.kv.put(`ipam/${s.pool}/10.63.2.2`, 'garbage');
+    const error = await expectRejected(102, { command: 'ADD', config: s.config({ cniVersion: V }) });
+    assert.ok(`${error.msg} ${error.details}`.includes(`ipam/${s.pool}/10.63.2.2`), `names the key: ${JSON.stringify(error)}`);
+  });
   for (const [label, value] of cases) {
     test(label, T, async () => {
       // A range of two addresses, both taken: ADD must read both keys to know the pool is full.
