@@ -11,15 +11,21 @@ import { CniError, ErrorCode } from './errors';
 import type { CniVersion } from './versions';
 
 const pluginNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$/;
+// A path: no control character (no NUL, no newline), as an operator writes one in a network config.
+const pluginPathPattern = /^[^\u0000-\u001f\u007f]{1,4096}$/;
+
+/** Whether a delegate is named by a path (it holds a "/"), which is run from that path, as the original does. */
+export const isPluginPath = (name: string): boolean => name.includes('/');
 
 /**
- * A delegate's name: it is looked up as a file in each CNI_PATH directory, so it must be one plain file
- * name. No "/", no leading "." (no "..", no hidden files), nothing a shell or a path could read differently.
+ * A delegate: a plain file name, looked up in each CNI_PATH directory (no leading ".", so no ".." nor hidden
+ * files), or a path holding a "/", run from that path (relative to the working directory), as the original's
+ * ipam-delegated does (`which_in`): existing configs name delegates that way.
  */
 const PluginName = new t.Type<string, string, unknown>(
-  'a plugin file name (letters, digits, "_", "." or "-", starting with a letter or digit)',
-  (u): u is string => typeof u === 'string' && pluginNamePattern.test(u),
-  (u, c) => (typeof u === 'string' && pluginNamePattern.test(u) ? t.success(u) : t.failure(u, c)),
+  'a plugin file name (letters, digits, "_", "." or "-", starting with a letter or digit) or a path to one',
+  (u): u is string => typeof u === 'string' && (pluginNamePattern.test(u) || (isPluginPath(u) && pluginPathPattern.test(u))),
+  (u, c) => (typeof u === 'string' && (pluginNamePattern.test(u) || (isPluginPath(u) && pluginPathPattern.test(u))) ? t.success(u) : t.failure(u, c)),
   t.identity,
 );
 
@@ -62,7 +68,7 @@ export function parseDelegatedConfig(stdin: string): DelegatedConfig {
     throw invalidConfigError(decoded.left, '');
   }
   const { delegates, delegate_timeout_ms } = decoded.right.ipam;
-  if (delegates.includes(delegatedPluginName)) {
+  if (delegates.some((name) => name === delegatedPluginName || (isPluginPath(name) && name.split('/').pop() === delegatedPluginName))) {
     throw new CniError(
       ErrorCode.InvalidConfig,
       `invalid network config: ipam.delegates lists ${delegatedPluginName} itself`,

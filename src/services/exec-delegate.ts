@@ -74,10 +74,13 @@ export const execDelegateLogic = fromPromise<DelegateResult | undefined, ExecDel
   throw new CniError(ErrorCode.IoFailure, `${label} ${how} without a CNI error`, text.trim() === '' ? 'stdout was empty (its stderr went to ours)' : excerpt(text));
 });
 
-/** The delegate's file: the first `dir/name` in CNI_PATH that is an executable regular file, as a runtime looks it up. */
+/**
+ * The delegate's file: the first `dir/name` in CNI_PATH that is an executable regular file, as a runtime looks
+ * it up; a name holding a "/" is that path (relative to the working directory), as the original's `which_in` does.
+ */
 async function findDelegate(name: string, cniPath: readonly string[]): Promise<string> {
-  for (const dir of cniPath) {
-    const file = path.join(dir, name);
+  const candidates = name.includes('/') ? [path.resolve(name)] : cniPath.map((dir) => path.join(dir, name));
+  for (const file of candidates) {
     try {
       if ((await stat(file)).isFile()) {
         await access(file, constants.X_OK);
@@ -90,7 +93,7 @@ async function findDelegate(name: string, cniPath: readonly string[]): Promise<s
   throw new DelegateNotFoundError(
     ErrorCode.IoFailure,
     `delegate ${name} not found in CNI_PATH`,
-    cniPath.length === 0 ? 'CNI_PATH is empty' : `no executable file ${name} in ${cniPath.join(':')}`,
+    name.includes('/') ? `no executable file at ${path.resolve(name)}` : cniPath.length === 0 ? 'CNI_PATH is empty' : `no executable file ${name} in ${cniPath.join(':')}`,
   );
 }
 

@@ -209,10 +209,44 @@ describe('failures', () => {
   });
 
   test('a bad delegate name is refused before anything runs', async () => {
-    const add = await runCni(delegated(), { command: 'ADD', config: networkConfig({ pools: [{ name: 'x' }], delegates: ['../ipam-ds-static'] }), env: cniEnv('bad-1') });
-    assert.equal(add.code, 1);
-    assert.equal(add.json.code, 7);
-    assert.match(add.json.msg, /ipam\.delegates\[0\]/);
+    for (const name of ['.ipam-ds-static', 'ipam-ds-static\n', '']) {
+      const add = await runCni(delegated(), { command: 'ADD', config: networkConfig({ pools: [{ name: 'x' }], delegates: [name] }), env: cniEnv('bad-1') });
+      assert.equal(add.code, 1, JSON.stringify(name));
+      assert.equal(add.json.code, 7, add.stdout);
+      assert.match(add.json.msg, /ipam\.delegates\[0\]/);
+    }
+  });
+
+  test('a delegate named with a "/" runs from that path, outside CNI_PATH, as the original runs it', async () => {
+    const pool = await makePool();
+    const elsewhere = mkdtempSync(path.join(tmpdir(), 'chain-by-path-'));
+    try {
+      for (const name of ['ipam-ds-static', 'ipam-da-consul']) symlinkSync(path.join(root, 'dist', name), path.join(elsewhere, name));
+      // An absolute path, and one relative to the working directory (the runtime's; here the test's).
+      const delegates = [path.join(elsewhere, 'ipam-ds-static'), `./${path.relative(process.cwd(), path.join(elsewhere, 'ipam-da-consul'))}`];
+      const onlyDelegated = mkdtempSync(path.join(tmpdir(), 'chain-only-delegated-'));
+      symlinkSync(delegated(), path.join(onlyDelegated, 'ipam-delegated'));
+      const env = cniEnv('by-path-1', { CNI_PATH: onlyDelegated });
+      const add = await runCni(path.join(onlyDelegated, 'ipam-delegated'), { command: 'ADD', config: networkConfig({ pools: [{ name: pool.name }], delegates }), env });
+      assert.equal(add.code, 0, `${add.stdout}${add.stderr}`);
+      const ip = String(add.json.ips[0].address).split('/')[0];
+      assert.deepEqual(Object.keys(await allocations(pool.name)), [`ipam/${pool.name}/${ip}`]);
+      const del = await runCni(path.join(onlyDelegated, 'ipam-delegated'), { command: 'DEL', config: networkConfig({ pools: [{ name: pool.name }], delegates, prevResult: add.json }), env });
+      assert.equal(del.code, 0, `${del.stdout}${del.stderr}`);
+      assert.deepEqual(await allocations(pool.name), {});
+      const missing = await runCni(path.join(onlyDelegated, 'ipam-delegated'), { command: 'ADD', config: networkConfig({ pools: [{ name: pool.name }], delegates: [path.join(elsewhere, 'ipam-ds-nothing')] }), env });
+      assert.equal(missing.json.code, 5, missing.stdout);
+      assert.ok(missing.json.details.includes(`no executable file at ${path.join(elsewhere, 'ipam-ds-nothing')}`), missing.stdout);
+      rmSync(onlyDelegated, { recursive: true, force: true });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  test('a path to ipam-delegated itself is refused, like its name', async () => {
+    const add = await runCni(delegated(), { command: 'ADD', config: networkConfig({ pools: [{ name: 'x' }], delegates: [delegated()] }), env: cniEnv('bad-3') });
+    assert.equal(add.json.code, 7, add.stdout);
+    assert.match(add.json.msg, /lists ipam-delegated itself/);
   });
 
   test('ipam-ds-static refuses invalid pools, naming the field', async () => {
