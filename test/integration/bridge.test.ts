@@ -69,23 +69,25 @@ after(async () => {
   if (netnsCreated) sh('ip', ['netns', 'del', netns], { allowFailure: true });
   // The bridge plugin creates the bridge on ADD; DEL leaves it, so it goes here (absent if ADD never ran).
   sh('ip', ['link', 'del', bridgeName], { allowFailure: true });
+  sh('ip', ['link', 'del', `${bridgeName}d`], { allowFailure: true });
   if (savedIpForward !== undefined && readFileSync(ipForward, 'utf8').trim() !== savedIpForward) writeFileSync(ipForward, savedIpForward);
   await consul?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
   if (timings.length) console.log(`bridge timings: ${timings.join(', ')}`);
 });
 
-function bridgeConfig(prevResult?: object): object {
+function bridgeConfig(prevResult?: object, options: { pool?: string; bridge?: string; isGateway?: boolean; isDefaultGateway?: boolean } = {}): object {
   return {
     cniVersion: '1.0.0',
     name: `ipam-test-${suffix}`,
     type: 'bridge',
-    bridge: bridgeName,
-    isGateway: true,
+    bridge: options.bridge ?? bridgeName,
+    isGateway: options.isGateway ?? true,
+    ...(options.isDefaultGateway === undefined ? {} : { isDefaultGateway: options.isDefaultGateway }),
     ipam: {
       type: 'ipam-delegated',
       delegates: ['ipam-ds-static', 'ipam-da-consul'],
-      pools: [{ name: poolName }],
+      pools: [{ name: options.pool ?? poolName }],
       consul_servers: [consul!.url],
       data_dir: work,
     },
@@ -133,4 +135,43 @@ test('bridge ADD, CHECK and DEL with ipam-delegated → ipam-ds-static → ipam-
   timings.push(`DEL ${del.ms} ms`);
   assert.equal(await consul!.kv.get(`ipam/${poolName}/${ip}`), undefined, 'DEL released the address in Consul');
   assert.notEqual(spawnSync('ip', ['-n', netns, 'link', 'show', 'eth0']).status, 0, 'DEL removed eth0 from the namespace');
+});
+
+/** The IPv4 default route inside the namespace, as `ip route` prints it. */
+function defaultRoute(): string {
+  return sh('ip', ['-n', netns, '-4', 'route', 'show', 'default']).trim().replace(/\s+/g, ' ');
+}
+
+test('a range without gateway: the default route the original returns, installed by bridge as "default dev eth0"', { skip }, async () => {
+  const bridge = path.join(referencePlugins, 'bridge');
+  const pool = `${poolName}-nogw`;
+  await consul!.kv.put(`ipam/${pool}`, [{ subnet: `10.98.${octet}.0/24`, rangeStart: `10.98.${octet}.10`, rangeEnd: `10.98.${octet}.20` }]);
+  const options = { pool, isGateway: false };
+  const add = await runCni(bridge, { command: 'ADD', config: bridgeConfig(undefined, options), env: bridgeEnv(), timeoutMs: 60_000 });
+  assert.equal(add.code, 0, `bridge ADD failed: ${add.stdout}${add.stderr}`);
+  try {
+    assert.deepEqual(add.json.routes, [{ dst: '0.0.0.0/0' }]);
+    assert.match(defaultRoute(), /^default dev eth0\b/);
+  } finally {
+    const del = await runCni(bridge, { command: 'DEL', config: bridgeConfig(add.json, options), env: bridgeEnv(), timeoutMs: 60_000 });
+    assert.equal(del.code, 0, `bridge DEL failed: ${del.stdout}${del.stderr}`);
+  }
+});
+
+test('isDefaultGateway: bridge adds the default route itself, so the result carries none and ADD does not fail "file exists"', { skip }, async () => {
+  const bridge = path.join(referencePlugins, 'bridge');
+  const pool = `${poolName}-defgw`;
+  await consul!.kv.put(`ipam/${pool}`, [{ subnet: `10.97.${octet}.0/24`, rangeStart: `10.97.${octet}.10`, rangeEnd: `10.97.${octet}.20` }]);
+  // A bridge of its own: bridge gives it the gateway address, and the first test's bridge has another.
+  const options = { pool, bridge: `${bridgeName}d`, isDefaultGateway: true };
+  const add = await runCni(bridge, { command: 'ADD', config: bridgeConfig(undefined, options), env: bridgeEnv(), timeoutMs: 60_000 });
+  assert.equal(add.code, 0, `bridge ADD failed: ${add.stdout}${add.stderr}`);
+  try {
+    // bridge's own route, via the first address of the subnet it gives the bridge as gateway.
+    assert.match(defaultRoute(), new RegExp(`^default via 10\\.97\\.${octet}\\.1 dev eth0\\b`));
+    assert.deepEqual(add.json.routes, [{ dst: '0.0.0.0/0', gw: `10.97.${octet}.1` }], "bridge's result names the route it added");
+  } finally {
+    const del = await runCni(bridge, { command: 'DEL', config: bridgeConfig(add.json, options), env: bridgeEnv(), timeoutMs: 60_000 });
+    assert.equal(del.code, 0, `bridge DEL failed: ${del.stdout}${del.stderr}`);
+  }
 });
