@@ -395,3 +395,30 @@ test('standard flavour: no log file, nothing on stderr on success', T, async () 
   assert.equal(run.stderr, '');
   assert.equal(existsSync(logFile), false, 'the standard flavour does not log to a file');
 });
+
+test('ADD serves a pool the original serves (host bits, a gateway outside the subnet), with one warning naming the key', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.23.0.9/29', gateway: '10.23.9.1' }]);
+  const run = await add(s, 'c1');
+  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: '10.23.0.9/29', gateway: '10.23.9.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.23.9.1' }], dns: {} });
+  const warnings = run.stderr.split('\n').filter((line) => / WARN /.test(line));
+  assert.equal(warnings.length, 1, run.stderr);
+  assert.match(warnings[0]!, new RegExp(`pool key ipam/${s.pool} is served as the original serves it.*host bits set.*gateway 10\\.23\\.9\\.1 is not an address of subnet 10\\.23\\.0\\.8/29`));
+});
+
+test('ADD on a pool of overlapping ranges hands out each address once, then reports it full', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.24.0.0/29' }, { subnet: '10.24.0.0/30' }, { subnet: '10.24.0.4/30', rangeStart: '10.24.0.4', rangeEnd: '10.24.0.7' }]);
+  const given: string[] = [];
+  // .7, the /29's broadcast address, is never given (nor .0); each other address exactly once.
+  for (let i = 0; i < 6; i++) given.push(await addAddress(s, `c${i}`));
+  assert.deepEqual([...given].sort(), ['10.24.0.1', '10.24.0.2', '10.24.0.3', '10.24.0.4', '10.24.0.5', '10.24.0.6'], given.join(' '));
+  assertCniError(await add(s, 'c-full'), 104, '1.0.0');
+});
+
+test('ADD on a pool key holding [] reports the pool full (104), as the original', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, '[]');
+  const error = assertCniError(await add(s, 'c1'), 104, '1.0.0');
+  assert.match(`${error.msg} ${error.details}`, /holds no IP Ranges/);
+});
