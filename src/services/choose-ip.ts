@@ -4,7 +4,7 @@ import { jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { markClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
-import { allocationIp, allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
+import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
 
@@ -27,7 +27,7 @@ export type Choice = { readonly kind: 'free'; readonly candidate: Candidate } | 
 
 /** Candidates checked per Consul transaction (Consul before 1.14 takes at most 64 operations). */
 export const windowSize = 32;
-/** Windows checked one transaction at a time before falling back to one listing of the pool's key names. */
+/** Windows checked one transaction at a time before falling back to one listing of the pool. */
 export const maxWindows = 4;
 
 /**
@@ -36,7 +36,7 @@ export const maxWindows = 4;
  * The pool is never read whole when a part will do: the next candidates are checked in one transaction of
  * `get`s (Consul reports each missing key: those are free), so a pool with 50,000 allocations costs what an
  * empty one does, and a /48 is never enumerated. Only when several windows in a row are taken (a host with
- * no hint in a crowded pool) does it list the pool's key names once and pick from that.
+ * no hint in a crowded pool) does it list the pool once and pick from that.
  */
 export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
   const { kv, pool, after, lost, log, dataDir, random = Math.random } = input;
@@ -73,7 +73,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
     if (candidate) return { kind: 'free', candidate };
   }
   const taken = await listTaken(kv, pool.name);
-  log.debug(`${maxWindows} windows taken; listed ${taken.size} allocations of ${pool.name}`);
+  log.debug(`${maxWindows} windows taken; listed and checked ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
   // Window by window to the end of the cycle: free addresses all marked by neighbours (more ADDs running on
   // this host than a window holds) do not make the pool full.
@@ -142,13 +142,18 @@ function missingOps(kv: ConsulKv, pool: string, errors: ReadonlyArray<{ readonly
   return missing;
 }
 
-/** Every allocated address of the pool, from key names alone; a key not named after an address is an invalid Allocation. */
+/**
+ * Every allocated address of the pool, each allocation checked (a key not named after an address, or a value
+ * that is not an Allocation, is 102): the listing is what ADD comes across, and the seed makes every broken
+ * key an error. Values are read too (`?recurse`), which costs more than key names alone, but only on this
+ * path: a host's first ADD, without a hint, in a pool crowded from its start.
+ */
 async function listTaken(kv: ConsulKv, pool: string): Promise<Set<string>> {
   const prefix = allocationPrefix(pool);
   const taken = new Set<string>();
-  for (const key of await kv.keys(prefix)) {
-    if (key === prefix) continue; // the folder key that Consul's UI creates
-    taken.add(allocationIp(pool, key));
+  for (const entry of await kv.list(prefix)) {
+    if (entry.key === prefix) continue; // the folder key that Consul's UI creates
+    taken.add(parseAllocation(pool, entry.key, entry.value).ip);
   }
   return taken;
 }

@@ -379,6 +379,19 @@ describe('an allocation read by ADD is not a valid Allocation → 102', () => {
     const error = await expectRejected(102, { command: 'ADD', config: s.config({ cniVersion: V }) });
     assert.ok(`${error.msg} ${error.details}`.includes(`ipam/${s.pool}/not-an-address`), `names the key: ${JSON.stringify(error)}`);
   });
+  test('a broken value found when ADD lists a crowded pool, beyond the windows it reads, is 102', T, async () => {
+    const s = scenario([agent.url]);
+    await putPool(agent.kv, s.pool, [{ subnet: '10.63.3.0/24' }]);
+    const value = Buffer.from('{"target":"other"}').toString('base64');
+    for (let from = 1; from <= 130; from += 64) {
+      const ops = Array.from({ length: Math.min(64, 131 - from) }, (_, i) => ({ KV: { Verb: 'set', Key: `ipam/${s.pool}/10.63.3.${from + i}`, Value: value } }));
+      const res = await fetch(`${agent.url}/v1/txn`, { method: 'PUT', body: JSON.stringify(ops) });
+      assert.equal(res.status, 200, await res.text());
+    }
+    await agent.kv.put(`ipam/${s.pool}/10.63.3.200`, '{"container":"c9"}');
+    const error = await expectRejected(102, { command: 'ADD', config: s.config({ cniVersion: V }) });
+    assert.ok(`${error.msg} ${error.details}`.includes(`ipam/${s.pool}/10.63.3.200`), `names the key: ${JSON.stringify(error)}`);
+  });
   test('a broken key among taken candidates, with free ones beside it, is still 102 (not passed over)', T, async () => {
     const s = scenario([agent.url]);
     await putPool(agent.kv, s.pool, [{ subnet: '10.63.2.0/24' }]);
