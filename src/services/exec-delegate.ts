@@ -92,7 +92,7 @@ async function findDelegate(name: string, cniPath: readonly string[]): Promise<s
   }
   throw new DelegateNotFoundError(
     ErrorCode.IoFailure,
-    `delegate ${name} not found in CNI_PATH`,
+    name.includes('/') ? `delegate ${name} not found` : `delegate ${name} not found in CNI_PATH`,
     name.includes('/') ? `no executable file at ${path.resolve(name)}` : cniPath.length === 0 ? 'CNI_PATH is empty' : `no executable file ${name} in ${cniPath.join(':')}`,
   );
 }
