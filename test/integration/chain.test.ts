@@ -221,7 +221,7 @@ describe('failures', () => {
     const pool = await makePool();
     const elsewhere = mkdtempSync(path.join(tmpdir(), 'chain-by-path-'));
     try {
-      for (const name of ['ipam-ds-static', 'ipam-da-consul']) symlinkSync(path.join(root, 'dist', name), path.join(elsewhere, name));
+      for (const name of ['ipam-ds-static', 'ipam-da-consul']) symlinkSync(builtExecutable(name), path.join(elsewhere, name));
       // An absolute path, and one relative to the working directory (the runtime's; here the test's).
       const delegates = [path.join(elsewhere, 'ipam-ds-static'), `./${path.relative(process.cwd(), path.join(elsewhere, 'ipam-da-consul'))}`];
       const onlyDelegated = mkdtempSync(path.join(tmpdir(), 'chain-only-delegated-'));
