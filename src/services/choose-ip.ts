@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
-import { markClaiming } from './host-store';
+import { markClaiming, unmarkClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -52,7 +52,11 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
       const start = spreadIndex(free.length, lost, random);
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
-        if (await markClaiming(dataDir, pool.name, candidate.ip)) return candidate;
+        if (!(await markClaiming(dataDir, pool.name, candidate.ip))) continue;
+        // The window was read before the mark: a neighbour may have won this address and dropped its marker
+        // since. Read it again now that it is marked, so this host never sends a cas=0 write it already lost.
+        if ((await kv.get(allocationKey(pool.name, candidate.ip), { fresh: true })) === undefined) return candidate;
+        await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
       }
     }
     return undefined;
