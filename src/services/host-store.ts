@@ -87,7 +87,8 @@ function hostDir(dataDir: string, dirs: readonly string[], create = true): strin
     try {
       stat = fs.lstatSync(dir);
     } catch (error) {
-      if (!create && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!create && (code === 'ENOENT' || code === 'ENOTDIR')) return undefined;
       throw error;
     }
     if (!stat.isDirectory()) throw new Error(`${dir} is ${stat.isSymbolicLink() ? 'a symlink' : 'not a directory'}: nothing is written or deleted through it`);
