@@ -4,6 +4,7 @@
  *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>"}
  *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
  *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip> right now
+ *   <data_dir>/<pool>/claiming/.claimed         empty; touched by each process of this host that may just have taken an address
  *
  * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
  * address just released is not handed straight out again) and lets ADD start where free addresses are;
@@ -409,6 +410,40 @@ function removeIfSame(path: string, ino: number | undefined): void {
   }
   if (fs.lstatSync(aside).ino !== ino) linkExclusively(aside, path);
   fs.rmSync(aside, { recursive: true, force: true });
+}
+
+/**
+ * A neighbour that read Consul before this process's write, and marks the address once this process has dropped
+ * its marker, would claim an address already taken. So before dropping a marker whose write may have been applied,
+ * a process touches `claiming/.claimed`; a neighbour whose read is older than that touch reads the key again
+ * (see claimedSince). Timestamps on Linux lag by up to a clock tick, hence the margin.
+ */
+const claimedFile = '.claimed';
+const timestampMarginMs = 50;
+
+/** Says "an address of this pool may have just been taken" to the ADDs running on this host. */
+export async function noteClaimed(dataDir: string, pool: string): Promise<void> {
+  const dir = hostDir(dataDir, claimDirs(pool))!;
+  const fd = fs.openSync(join(dir, claimedFile), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o644);
+  try {
+    const now = new Date();
+    fs.futimesSync(fd, now, now);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether a process of this host may have taken an address of the pool since `time` (ms since the epoch): true
+ * unless `claiming/.claimed` is a regular file last touched well before then. When unsure, true: the cost is one read.
+ */
+export async function claimedSince(dataDir: string, pool: string, time: number): Promise<boolean> {
+  try {
+    const stat = fs.lstatSync(join(dataDir, ...claimDirs(pool), claimedFile));
+    return !stat.isFile() || stat.mtimeMs >= time - timestampMarginMs;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
 }
 
 /** Drops this process's marker once its claim is decided; a marker that is no longer ours is left alone. */

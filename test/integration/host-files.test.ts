@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { markerFor } from '../../src/services/host-store';
 import { startConsul, type ConsulAgent } from '../support/consul';
 import { addressOf, allocationKeys, assertSuccess, describeRun, putPool, runPlugin, scenario, tempDir, type Scenario } from '../support/plugin';
-import { reportFigures } from '../support/reliability';
+import { isKvRequest, reportFigures, startConsulProxy } from '../support/reliability';
 
 let agent: ConsulAgent;
 const T = { timeout: 60_000 };
@@ -77,6 +77,22 @@ test('one host races itself no more: 30 ADDs at once on one host with cas_retrie
     assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${address}`), { target: containers[i], ifname: 'eth0', host: 'one-host' });
   }
   assert.deepEqual(readdirSync(path.join(s.dataDir, s.pool, 'claiming')), [], 'no marker is left behind');
+});
+
+test('ADDs one after another on one host cost 3 requests each: the marked address is read again only after a neighbour claimed one', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.37.0.0/24' }]);
+  const proxy = await startConsulProxy(agent.url, () => 'forward');
+  try {
+    for (let i = 0; i < 3; i++) {
+      const before = proxy.seen.length;
+      assertSuccess(await runPlugin({ command: 'ADD', containerId: `seq-${i}`, config: s.config({ servers: [proxy.url] }) }));
+      const seen = proxy.seen.slice(before).filter(isKvRequest).map((r) => `${r.method} ${r.path.replace(/\?.*$/, '')}`);
+      assert.deepEqual(seen, ['GET /v1/kv/ipam/' + s.pool, 'PUT /v1/txn', `PUT /v1/kv/ipam/${s.pool}/10.37.0.${i + 1}`], `ADD ${i}`);
+    }
+  } finally {
+    await proxy.close();
+  }
 });
 
 /** Files outside data_dir that no command may change: their content, read back after the commands. */
