@@ -74,9 +74,9 @@ test('one host races itself no more: 30 ADDs at once on one host with cas_retrie
   const addresses = runs.map((run) => addressOf(assertSuccess(run).ips[0].address));
   assert.equal(new Set(addresses).size, 30, addresses.join(' '));
   for (const [i, address] of addresses.entries()) {
-    assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${address}`), { target: containers[i], ifname: 'eth0', host: 'one-host' });
+    assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${address}`), { target: containers[i], ifname: 'eth0', host: 'one-host', network: 'test-net' });
   }
-  assert.deepEqual(readdirSync(path.join(s.dataDir, s.pool, 'claiming')), [], 'no marker is left behind');
+  assert.deepEqual(readdirSync(path.join(s.dataDir, s.pool, 'claiming')).filter((f) => f !== '.claimed'), [], 'no marker or temporary file is left behind');
 });
 
 test('ADDs one after another on one host cost 3 requests each: the marked address is read again only after a neighbour claimed one', T, async () => {
@@ -332,7 +332,7 @@ test(`property: garbage in every host file and in allocation values, between rea
             figures.addsGranted++;
             const ip = addressOf(r.json.ips[0].address);
             assert.ok(![...live.values()].includes(ip), `ADD ${id} got ${ip}, which another container holds\n${context.join('\n')}`);
-            assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${ip}`), { target: id, ifname: 'eth0', host: 'prop-host' });
+            assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${ip}`), { target: id, ifname: 'eth0', host: 'prop-host', network: 'test-net' });
             live.set(id, ip);
           } else {
             // The runtime's recovery: DEL after a failed ADD, which must succeed.
@@ -358,7 +358,7 @@ test(`property: garbage in every host file and in allocation values, between rea
         }
         // After every step: no live address released or reassigned, nothing outside data_dir touched.
         for (const [id, ip] of live) {
-          assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${ip}`), { target: id, ifname: 'eth0', host: 'prop-host' }, `${id}'s ${ip} after\n${context.join('\n')}`);
+          assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${ip}`), { target: id, ifname: 'eth0', host: 'prop-host', network: 'test-net' }, `${id}'s ${ip} after\n${context.join('\n')}`);
         }
         outside.check();
       }
