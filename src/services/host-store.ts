@@ -400,7 +400,12 @@ function takeOver(dir: string, ip: string, marker: string, temporary: string, st
   }
 }
 
-/** Deletes `path` if it is still the file (inode) judged stale: rename it aside, check, and put back what turns out not to be it. */
+/**
+ * Deletes `path` if it is still the file (inode) judged stale: rename it aside, check, and put back what turns out
+ * not to be it. (Linux has no "unlink if this inode". Only if a process dies holding a takeover lock, another
+ * replaces that lock, and a third takes the name in the microseconds before it is put back, can two processes
+ * take one stale marker over; Consul's cas=0 still gives the address to one of them.)
+ */
 function removeIfSame(path: string, ino: number | undefined): void {
   const aside = `${path}.${process.pid}.stale`;
   try {
