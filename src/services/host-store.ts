@@ -210,8 +210,13 @@ function recallFile(path: string, decode: (text: string) => { ip?: string; probl
 
 /** The held address of a container, decoded; undefined when none is remembered or the note is unusable. */
 function readHeld(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): string | undefined {
-  const { dirs, name } = heldPath(pool, containerId, ifname);
-  return recallFile(join(dataDir, ...dirs, name), decodeHeld, log);
+  let path;
+  try {
+    path = heldPath(pool, containerId, ifname);
+  } catch {
+    return undefined; // a name that cannot be a file (a container ID of over 255 characters) has no note
+  }
+  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log);
 }
 
 /** Reads what this host remembers; a pool re-created since (another CreateIndex) starts afresh. */

@@ -35,6 +35,13 @@ export const recallHostLogic = fromPromise<Recalled, RecallHostInput>(async ({ i
   if (memory.held === undefined) return lastReserved;
   const entry = await kv.get(allocationKey(pool.name, memory.held.ip));
   if (!entry) return lastReserved;
-  const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
-  return belongsTo(allocation, containerId, ifname) ? { ...lastReserved, held: memory.held } : lastReserved;
+  try {
+    const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
+    return belongsTo(allocation, containerId, ifname) ? { ...lastReserved, held: memory.held } : lastReserved;
+  } catch (error) {
+    // The note is only a hint: a broken key where it points is not this container's, and fails nothing here
+    // (chooseIp never hands out an address that has a key).
+    log.warn(`the host's note for ${containerId}/${ifname} names ${entry.key}, which is not a valid Allocation: ${(error as Error).message}`);
+    return lastReserved;
+  }
 });

@@ -95,6 +95,18 @@ test('ADDs one after another on one host cost 3 requests each: the marked addres
   }
 });
 
+test("a container's note naming an address whose key is not a valid Allocation is no hint: ADD takes another address", T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.38.0.0/24' }]);
+  await agent.kv.put(`ipam/${s.pool}/10.38.0.1`, 'garbage');
+  mkdirSync(path.join(s.dataDir, s.pool, 'containers', 'c1'), { recursive: true });
+  writeFileSync(path.join(s.dataDir, s.pool, 'containers', 'c1', 'eth0'), '10.38.0.1\n');
+  const run = await add(s, 'c1');
+  assert.equal(addressOf(assertSuccess(run).ips[0].address), '10.38.0.2', describeRun(run));
+  assert.match(run.stderr, /not a valid Allocation/);
+  assert.equal((await agent.kv.get(`ipam/${s.pool}/10.38.0.1`))?.value, 'garbage', 'the broken key is left alone');
+});
+
 /** Files outside data_dir that no command may change: their content, read back after the commands. */
 function canaries(): { dir: string; file: string; check(): void } {
   const dir = tempDir('ipam-da-consul-canary-');

@@ -288,3 +288,13 @@ test('a data dir that cannot be written never blocks a claim', async () => {
   assert.equal(await markClaiming(file, 'p', '10.0.0.5'), true);
   rmSync(dir, { recursive: true });
 });
+
+test('a container ID too long to be a file name has no note, and costs no failure', async () => {
+  const dir = dataDir();
+  const id = `c${'0'.repeat(300)}`;
+  const log = warnings();
+  assert.deepEqual(await recall(dir, pool(), id, 'eth0', log), {});
+  assert.equal(await recallHeld(dir, 'p', id, 'eth0', log), undefined);
+  await assert.rejects(rememberHeld(dir, 'p', id, 'eth0', '10.0.0.9'), /not a file name/); // claimIp warns and goes on
+  rmSync(dir, { recursive: true });
+});
