@@ -47,17 +47,19 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
    * few times before moving on, rather than take the pool for full.
    */
   const pick = async (free: readonly Candidate[], readAt: number): Promise<Candidate | undefined> => {
-    for (let round = 0; round < 4 && free.length > 0; round++) {
+    const takenSince = new Set<string>(); // found taken when read again: not asked about twice
+    for (let round = 0; round < 4 && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
-        if (!(await markClaiming(dataDir, pool.name, candidate.ip))) continue;
+        if (takenSince.has(candidate.ip) || !(await markClaiming(dataDir, pool.name, candidate.ip))) continue;
         // The window was read before the mark: a neighbour may have won this address and dropped its marker
         // since. If one claimed anything since the read, read the key again, so this host never sends a cas=0
         // write it has already lost to itself.
         if (!(await claimedSince(dataDir, pool.name, readAt))) return candidate;
         if ((await kv.get(allocationKey(pool.name, candidate.ip), { fresh: true })) === undefined) return candidate;
+        takenSince.add(candidate.ip);
         await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
       }
     }
