@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
-import { markClaiming } from './host-store';
+import { claimedSince, markClaiming, unmarkClaiming } from './host-store';
 import { candidatesAfter, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -46,13 +46,21 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
    * When neighbours hold every one, their claims are decided within milliseconds (and may fail): ask again a
    * few times before moving on, rather than take the pool for full.
    */
-  const pick = async (free: readonly Candidate[]): Promise<Candidate | undefined> => {
-    for (let round = 0; round < 4 && free.length > 0; round++) {
+  const pick = async (free: readonly Candidate[], readAt: number): Promise<Candidate | undefined> => {
+    const takenSince = new Set<string>(); // found taken when read again: not asked about twice
+    for (let round = 0; round < 4 && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
-        if (await markClaiming(dataDir, pool.name, candidate.ip)) return candidate;
+        if (takenSince.has(candidate.ip) || !(await markClaiming(dataDir, pool.name, candidate.ip))) continue;
+        // The window was read before the mark: a neighbour may have won this address and dropped its marker
+        // since. If one claimed anything since the read, read the key again, so this host never sends a cas=0
+        // write it has already lost to itself.
+        if (!(await claimedSince(dataDir, pool.name, readAt))) return candidate;
+        if ((await kv.get(allocationKey(pool.name, candidate.ip), { fresh: true })) === undefined) return candidate;
+        takenSince.add(candidate.ip);
+        await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
       }
     }
     return undefined;
@@ -67,11 +75,13 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
     // After a jump the walk ends short of a full cycle: its end proves nothing, the listing below decides.
     if (batch.length === 0 && jump > 0) break;
     if (batch.length === 0) return { kind: 'full' };
+    const readAt = Date.now();
     const free = await freeAmong(kv, pool.name, batch);
     log.debug(`window ${window} from ${batch[0]!.ip}: ${free.length} of ${batch.length} free`);
-    const candidate = await pick(free);
+    const candidate = await pick(free, readAt);
     if (candidate) return { kind: 'free', candidate };
   }
+  const listedAt = Date.now();
   const taken = await listTaken(kv, pool.name);
   log.debug(`${maxWindows} windows taken; listed and checked ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
@@ -79,7 +89,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   // this host than a window holds) do not make the pool full.
   const rest = candidatesAfter(pool.ranges, after);
   for (let free = take(rest, windowSize, taken); free.length > 0; free = take(rest, windowSize, taken)) {
-    const candidate = await pick(free);
+    const candidate = await pick(free, listedAt);
     if (candidate) return { kind: 'free', candidate };
   }
   return { kind: 'full' };

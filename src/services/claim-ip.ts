@@ -1,7 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { Candidate } from './ip-math';
 import type { ConsulKv } from './consul-client';
-import { rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
+import { noteClaimed, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
 import { allocationKey, belongsTo, parseAllocation, type Allocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -40,13 +40,17 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
   const requestsBefore = kv.requests;
-  // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again.
-  const unmark = () => unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
+  // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again. If the
+  // write may have been applied, they must first learn that their reads of the pool may be out of date.
+  const unmark = async (mayHaveWritten: boolean) => {
+    if (mayHaveWritten) await noteClaimed(dataDir, pool.name).catch(() => undefined);
+    await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
+  };
   const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined).catch(async (error: unknown) => {
-    await unmark();
+    await unmark(true);
     throw error;
   });
-  const unmarked = unmark();
+  const unmarked = unmark(written || kv.requests - requestsBefore > 1);
   let won = written;
   // A false answer to a write sent once means another writer holds the key. Only a write the client had to
   // resend (its first try may have been applied) can have lost to itself: read the key back then.

@@ -34,7 +34,7 @@ export interface Found {
  */
 export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) => {
   const { kv, pool, prevIps, containerId, ifname, dataDir, log } = input;
-  const held = await recallHeld(dataDir, pool, containerId, ifname);
+  const held = await recallHeld(dataDir, pool, containerId, ifname, log);
   const named = [...new Set([...prevIps.map((p) => p.ip), ...(held ? [held] : [])])];
   // The first of these answers may be the stale read that picked the server. What it says is ours is checked
   // by the cas delete; what it says is someone else's is read again, fresh: a lagging server must not hide an

@@ -61,7 +61,7 @@ export const findStaleLogic = fromPromise<StaleSearch, { readonly kv: ConsulKv; 
         const { target, ifname } = allocation;
         if (allocation.host !== config.hostId || allocation.network !== config.network || ifname === undefined) continue;
         if (valid.has(attachmentKey(target, ifname))) continue;
-        const noted = await recallHeld(config.dataDir, pool, target, ifname).catch(() => undefined);
+        const noted = await recallHeld(config.dataDir, pool, target, ifname, log).catch(() => undefined);
         if (noted !== ip) {
           log.warn(
             `GC keeps ${entry.key} (${target}/${ifname}): it names this host (${config.hostId}) but ${config.dataDir} has no note of it; ` +

@@ -3,119 +3,314 @@
  *
  *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>"}
  *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
+ *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip> right now
+ *   <data_dir>/<pool>/claiming/.claimed         empty; touched by each process of this host that may just have taken an address
  *
  * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
  * address just released is not handed straight out again) and lets ADD start where free addresses are;
- * the second lets a repeated ADD find its address without reading the pool. Both are checked against Consul.
- * Losing them (a new host, a wiped disk) costs one longer search, never a wrong answer.
+ * the second lets a repeated ADD find its address without reading the pool; the third keeps ADDs running at
+ * once on this host off each other's address. Losing them (a new host, a wiped disk) costs one longer search,
+ * never a wrong answer.
+ *
+ * Every file here is input, like stdin: a crashed process, another program, a full disk or someone with write
+ * access may have left anything in it. Each is read at most `maxFileBytes`, only when it is a regular file
+ * (never through a symlink, never a FIFO or a device), and decoded with the codecs stdin uses; what does not
+ * decode is passed over with a warning naming the file, and replaced the next time the file is written. Writes
+ * and deletes never go through a symlink or a non-directory below data_dir (data_dir itself is the operator's
+ * choice and may be one): a planted symlink cannot make the plugin, which runs as root, touch a file elsewhere.
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { canonicalIp } from '../cni/codecs';
+import { rangeAllocating, rangeHolding, type AddressRange } from './ip-math';
 
 // These files are a few bytes on local disk: synchronous calls cost microseconds, while the first
 // asynchronous one would start libuv's thread pool and each would hand off to it (~1–2 ms of every ADD).
-// The functions stay async so that callers need not care.
-const mkdir = async (path: string, options: fs.MakeDirectoryOptions) => void fs.mkdirSync(path, options);
-const readFile = async (path: string, encoding: BufferEncoding) => fs.readFileSync(path, encoding);
-const rename = async (from: string, to: string) => fs.renameSync(from, to);
-const rm = async (path: string, options: fs.RmOptions) => fs.rmSync(path, options);
-const rmdir = async (path: string) => fs.rmdirSync(path);
-const writeFile = async (path: string, data: string, options?: fs.WriteFileOptions) => fs.writeFileSync(path, data, options);
+// The functions stay async so that callers need not care. (Being synchronous, no two of them interleave
+// within one process: only other processes race with them.)
+
+/** The largest host file read; ours are under 100 bytes, so anything longer is not ours. */
+export const maxFileBytes = 512;
+
+/** Where problems with host files are reported (the command's logger). */
+export interface Warn {
+  warn(message: string): void;
+}
+
+/** The pool as the host's hints need it: its name, identity (CreateIndex of ipam/<pool>) and ranges. */
+export interface PoolHints {
+  readonly name: string;
+  readonly identity: number;
+  readonly ranges: readonly AddressRange[];
+}
 
 /** The host's memory of one pool, for one container and interface. */
 export interface HostMemory {
   /** The last address this host handed out from the pool, if the pool is the one it was handed out from. */
   readonly lastReserved?: string;
-  /** The address this host gave to the container and interface, if it remembers one. */
-  readonly held?: string;
+  /** The address this host gave to the container and interface, if it remembers one, with its range. */
+  readonly held?: { readonly ip: string; readonly range: AddressRange };
 }
 
-/** Names are validated before they get here (pool names and container IDs have no "/" or ".."). */
-const poolDir = (dataDir: string, pool: string) => join(dataDir, pool);
-const heldFile = (dataDir: string, pool: string, containerId: string, ifname: string) => join(poolDir(dataDir, pool), 'containers', containerId, ifname);
-const hintFile = (dataDir: string, pool: string) => join(poolDir(dataDir, pool), 'last_reserved_ip');
+// ---------------------------------------------------------------------------
+// Paths
 
-async function readText(path: string): Promise<string | undefined> {
+/**
+ * One path segment below data_dir. Pool names, container IDs and interface names are validated long before
+ * they get here, but GC takes them from Consul KV: whatever their source, none may climb out of data_dir.
+ */
+function segment(name: string): string {
+  if (name === '' || name === '.' || name === '..' || name.length > 255 || /[/\u0000]/.test(name)) {
+    throw new Error(`${JSON.stringify(name.slice(0, 80))} is not a file name under the data dir`);
+  }
+  return name;
+}
+
+const heldPath = (pool: string, containerId: string, ifname: string) => ({ dirs: [segment(pool), 'containers', segment(containerId)], name: segment(ifname) });
+const hintPath = (pool: string) => ({ dirs: [segment(pool)], name: 'last_reserved_ip' });
+const claimDirs = (pool: string) => [segment(pool), 'claiming'];
+
+/**
+ * The folder data_dir/<dirs...>, made when missing, each level checked to be a real folder (not a symlink,
+ * not a file) before anything is written or deleted in it. With `create: false`, undefined when a level is missing.
+ */
+function hostDir(dataDir: string, dirs: readonly string[], create = true): string | undefined {
+  if (create) fs.mkdirSync(dataDir, { recursive: true });
+  let dir = dataDir;
+  for (const name of dirs) {
+    dir = join(dir, name);
+    let stat: fs.Stats;
+    try {
+      if (create) fs.mkdirSync(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    try {
+      stat = fs.lstatSync(dir);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!create && (code === 'ENOENT' || code === 'ENOTDIR')) return undefined;
+      throw error;
+    }
+    if (!stat.isDirectory()) throw new Error(`${dir} is ${stat.isSymbolicLink() ? 'a symlink' : 'not a directory'}: nothing is written or deleted through it`);
+  }
+  return dir;
+}
+
+// ---------------------------------------------------------------------------
+// Reading and writing one file
+
+/** What reading a host file gave: its text, nothing (missing: a normal case), or why it is unusable. */
+type Read = { readonly text: string } | { readonly missing: true } | { readonly problem: string };
+
+/**
+ * Reads at most maxFileBytes of a regular file, never through a symlink (O_NOFOLLOW) and without blocking on a
+ * FIFO (O_NONBLOCK). A huge file is not slurped: it is reported as too large after one small read.
+ */
+function readHostFile(path: string, limit = maxFileBytes): Read & { ino?: number } {
+  let fd: number;
   try {
-    return (await readFile(path, 'utf8')).trim();
-  } catch {
-    return undefined;
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { missing: true };
+    return { problem: code === 'ELOOP' ? 'it is a symlink' : `it cannot be read (${code ?? (error as Error).message})` };
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) return { problem: 'it is not a regular file', ino: stat.ino };
+    const buffer = Buffer.alloc(limit + 1);
+    const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
+    if (length > limit) return { problem: `it is larger than ${limit} bytes`, ino: stat.ino };
+    return { text: buffer.subarray(0, length).toString('utf8'), ino: stat.ino };
+  } catch (error) {
+    return { problem: `it cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes `content` to a temporary file of this process in `dir`, created exclusively (O_EXCL: an existing file
+ * or symlink there is never opened, so never written through). A leftover of a dead process with the same PID is removed first.
+ */
+function writeTemporary(dir: string, name: string, content: string): string {
+  const temporary = join(dir, `.${name}.${process.pid}.tmp`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(temporary, content, { flag: 'wx', mode: 0o644 });
+      return temporary;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error;
+      fs.rmSync(temporary, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Puts `temporary` in place of `target` atomically; whatever held the name (a folder, a symlink: not ours) is replaced, never followed. */
+function replace(temporary: string, target: string): void {
+  try {
+    fs.renameSync(temporary, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+    fs.rmSync(target, { recursive: true, force: true }); // rm removes a symlink itself, never what it points to
+    fs.renameSync(temporary, target);
   }
 }
 
 /** Writes through a temporary file and a rename, so a reader never sees half a file. */
-async function writeAtomically(path: string, content: string): Promise<void> {
-  const dir = join(path, '..');
-  await mkdir(dir, { recursive: true });
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, content);
-  await rename(temporary, path);
+function writeAtomically(dataDir: string, dirs: readonly string[], name: string, content: string): void {
+  const dir = hostDir(dataDir, dirs)!;
+  const temporary = writeTemporary(dir, name, content);
+  try {
+    replace(temporary, join(dir, name));
+  } catch (error) {
+    fs.rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hints
+
+/** Decodes the round-robin hint; undefined for a hint of another incarnation of the pool (not a problem). */
+function decodeHint(text: string, pool: PoolHints): { ip?: string; problem?: string } {
+  let hint: unknown;
+  try {
+    hint = JSON.parse(text);
+  } catch {
+    return { problem: 'it is not JSON' };
+  }
+  if (hint === null || typeof hint !== 'object' || Array.isArray(hint)) return { problem: 'it is not a JSON object' };
+  const { pool: identity, ip } = hint as { pool?: unknown; ip?: unknown };
+  if (!Number.isInteger(identity)) return { problem: 'its "pool" is not the CreateIndex of a pool key' };
+  if (identity !== pool.identity) return {}; // the pool was deleted and made again since: start afresh
+  const address = typeof ip === 'string' ? canonicalIp(ip) : undefined;
+  if (address === undefined || address !== ip) return { problem: `its "ip" ${JSON.stringify(ip)?.slice(0, 60)} is not an IP address in canonical text` };
+  if (rangeAllocating(pool.ranges, address) === undefined) return { problem: `${address} is not in the ranges of pool ${pool.name}` };
+  return { ip: address };
+}
+
+/** Decodes a container's note: one address in canonical text, as rememberHeld writes it. */
+function decodeHeld(text: string): { ip?: string; problem?: string } {
+  const line = text.endsWith('\n') ? text.slice(0, -1) : text;
+  const ip = canonicalIp(line);
+  return ip !== undefined && ip === line ? { ip } : { problem: `${JSON.stringify(line.slice(0, 60))} is not an IP address in canonical text` };
+}
+
+/** Reads and decodes one host file; a problem is warned about, naming the file, and the file counts as absent. */
+function recallFile(path: string, decode: (text: string) => { ip?: string; problem?: string }, log: Warn): string | undefined {
+  const read = readHostFile(path);
+  if ('missing' in read) return undefined;
+  const decoded = 'text' in read ? decode(read.text) : { problem: read.problem };
+  if (decoded.problem !== undefined) log.warn(`ignoring host file ${path}: ${decoded.problem} (it is replaced when next written)`);
+  return decoded.ip;
+}
+
+/** The held address of a container, decoded; undefined when none is remembered or the note is unusable. */
+function readHeld(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): string | undefined {
+  let path;
+  try {
+    path = heldPath(pool, containerId, ifname);
+  } catch {
+    return undefined; // a name that cannot be a file (a container ID of over 255 characters) has no note
+  }
+  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log);
 }
 
 /** Reads what this host remembers; a pool re-created since (another CreateIndex) starts afresh. */
-export async function recall(dataDir: string, pool: string, poolIdentity: number, containerId: string, ifname: string): Promise<HostMemory> {
-  const [hintText, held] = await Promise.all([readText(hintFile(dataDir, pool)), readText(heldFile(dataDir, pool, containerId, ifname))]);
-  let lastReserved: string | undefined;
-  try {
-    const hint = JSON.parse(hintText ?? 'null') as { pool?: unknown; ip?: unknown } | null;
-    if (hint?.pool === poolIdentity && typeof hint.ip === 'string') lastReserved = hint.ip;
-  } catch {
-    // An unreadable hint is no hint.
+export async function recall(dataDir: string, pool: PoolHints, containerId: string, ifname: string, log: Warn): Promise<HostMemory> {
+  const { dirs, name } = hintPath(pool.name);
+  const lastReserved = recallFile(join(dataDir, ...dirs, name), (text) => decodeHint(text, pool), log);
+  const heldIp = readHeld(dataDir, pool.name, containerId, ifname, log);
+  const range = heldIp === undefined ? undefined : rangeHolding(pool.ranges, heldIp);
+  if (heldIp !== undefined && range === undefined) {
+    log.warn(`ignoring host file ${join(dataDir, ...heldPath(pool.name, containerId, ifname).dirs, ifname)}: ${heldIp} is not in the subnets of pool ${pool.name}`);
   }
-  return { ...(lastReserved ? { lastReserved } : {}), ...(held ? { held } : {}) };
+  return { ...(lastReserved ? { lastReserved } : {}), ...(heldIp && range ? { held: { ip: heldIp, range } } : {}) };
+}
+
+/** Reads only the held address, for DEL (which does not read the pool key): an address, decoded, or undefined. */
+export async function recallHeld(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): Promise<string | undefined> {
+  return readHeld(dataDir, pool, containerId, ifname, log);
 }
 
 /** Notes the address about to be claimed for a container, before the write to Consul, so a retried ADD finds it even if this one dies. */
-export function rememberHeld(dataDir: string, pool: string, containerId: string, ifname: string, ip: string): Promise<void> {
-  return writeAtomically(heldFile(dataDir, pool, containerId, ifname), `${ip}\n`);
+export async function rememberHeld(dataDir: string, pool: string, containerId: string, ifname: string, ip: string): Promise<void> {
+  const { dirs, name } = heldPath(pool, containerId, ifname);
+  writeAtomically(dataDir, dirs, name, `${ip}\n`);
 }
 
 /** Moves the round-robin hint forward. */
-export function rememberLastReserved(dataDir: string, pool: string, poolIdentity: number, ip: string): Promise<void> {
-  return writeAtomically(hintFile(dataDir, pool), `${JSON.stringify({ pool: poolIdentity, ip })}\n`);
+export async function rememberLastReserved(dataDir: string, pool: string, poolIdentity: number, ip: string): Promise<void> {
+  const { dirs, name } = hintPath(pool);
+  writeAtomically(dataDir, dirs, name, `${JSON.stringify({ pool: poolIdentity, ip })}\n`);
 }
 
-/** Forgets a container's address (on DEL). Missing files are fine. */
+/** Forgets a container's address (on DEL). Missing files are fine; a symlink on the way is an error, and nothing is deleted. */
 export async function forgetHeld(dataDir: string, pool: string, containerId: string, ifname: string): Promise<void> {
-  await rm(heldFile(dataDir, pool, containerId, ifname), { force: true });
+  const { dirs, name } = heldPath(pool, containerId, ifname);
+  const dir = hostDir(dataDir, dirs, false);
+  if (dir === undefined) return;
+  fs.rmSync(join(dir, name), { recursive: true, force: true });
   // The container's folder goes too once its last interface is gone; rmdir refuses a folder that is not empty.
-  await rmdir(join(heldFile(dataDir, pool, containerId, ifname), '..')).catch(() => undefined);
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // Another interface of the container is still noted.
+  }
 }
 
-/** Reads only the held address, for DEL (which does not need the pool's identity). */
-export function recallHeld(dataDir: string, pool: string, containerId: string, ifname: string): Promise<string | undefined> {
-  return readText(heldFile(dataDir, pool, containerId, ifname));
-}
-
-/** The marker a process on this host holds while it claims an address, so its neighbours pick another. */
-const claimFile = (dataDir: string, pool: string, ip: string) => join(poolDir(dataDir, pool), 'claiming', ip);
+// ---------------------------------------------------------------------------
+// Claim markers
 
 /**
- * Marks an address as being claimed by this process (an exclusive create), so that ADDs running at the same
- * moment on this host do not all race for the same next address in Consul. False when another live process of
- * this host holds it. A marker left by a process that died is taken over. Any other file-system trouble only
- * means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
+ * A process, as a marker names it: PID, start time (field 22 of /proc/<pid>/stat, in clock ticks since boot)
+ * and boot ID. A PID alone is reused; the three together name one process, once, ever.
  */
-export async function markClaiming(dataDir: string, pool: string, ip: string): Promise<boolean> {
-  const file = claimFile(dataDir, pool, ip);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await mkdir(join(file, '..'), { recursive: true });
-      await writeFile(file, String(process.pid), { flag: 'wx' });
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return true;
-      const holder = Number(await readText(file));
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) return false;
-      await rm(file, { force: true });
-    }
-  }
-  return false;
+const markerPattern = /^(\d{1,10}) (\d{1,20}) ([0-9a-f-]{1,64})\n$/;
+const bootIdFile = '/proc/sys/kernel/random/boot_id';
+
+/** Field 22 of /proc/<pid>/stat: the process's start time; undefined when the process does not exist (or /proc cannot say). */
+function startTimeOf(pid: number): string | undefined {
+  const read = readHostFile(`/proc/${pid}/stat`, 4096);
+  if (!('text' in read)) return undefined;
+  // Field 2, the command name, is in parentheses and may hold spaces and parentheses: count from the last ")".
+  const fields = read.text.slice(read.text.lastIndexOf(')') + 2).split(' ');
+  const start = fields[22 - 3];
+  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
 }
 
-/** Drops this process's marker once its claim is decided. */
-export async function unmarkClaiming(dataDir: string, pool: string, ip: string): Promise<void> {
-  await rm(claimFile(dataDir, pool, ip), { force: true });
+let ownMarker: string | undefined;
+let bootId: string | undefined;
+
+/** A running process as a marker names it (the content of its markers); undefined when no such process runs. */
+export function markerFor(pid: number): string | undefined {
+  if (bootId === undefined) {
+    const boot = readHostFile(bootIdFile);
+    bootId = 'text' in boot && /^[0-9a-f-]{1,64}\n$/.test(boot.text) ? boot.text.trim() : '0';
+  }
+  const start = startTimeOf(pid) ?? (isAlive(pid) ? '0' : undefined);
+  return start === undefined ? undefined : `${pid} ${start} ${bootId}\n`;
+}
+
+/** This process as a marker names it. */
+function self(): string {
+  ownMarker ??= markerFor(process.pid)!;
+  return ownMarker;
+}
+
+/** Whether the process a marker names is running: same boot, and that PID started at that time. */
+function isRunning(content: string): boolean {
+  const match = markerPattern.exec(content);
+  if (!match) return false; // not a marker at all (garbage, an older format): nobody holds it
+  const [, pidText, start, boot] = match;
+  self();
+  if (boot !== bootId) return false; // written before this boot
+  const pid = Number(pidText);
+  if (start === '0') return isAlive(pid); // written where /proc could not say
+  return startTimeOf(pid) === start;
 }
 
 function isAlive(pid: number): boolean {
@@ -125,4 +320,147 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** link(2): puts a second name on the file, failing with EEXIST (false here) when the name is taken. Atomic. */
+function linkExclusively(existing: string, name: string): boolean {
+  try {
+    fs.linkSync(existing, name);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+/** What holds a marker name: the file's inode and whether the process it names runs; undefined when the name is free. */
+function holderOf(path: string): { ino?: number; content?: string; running: boolean } | undefined {
+  const read = readHostFile(path);
+  if ('missing' in read) return undefined;
+  if (!('text' in read)) {
+    let ino = read.ino;
+    try {
+      ino ??= fs.lstatSync(path).ino;
+    } catch {
+      return undefined;
+    }
+    return { ino, running: false };
+  }
+  return { ino: read.ino, content: read.text, running: isRunning(read.text) };
+}
+
+/**
+ * Marks an address as being claimed by this process, so that ADDs running at the same moment on this host do
+ * not race each other for it in Consul. False when another running process of this host holds it.
+ *
+ * The marker appears whole or not at all: its content is written to a temporary file first and link(2)ed into
+ * place, which fails when the name is taken (a neighbour never reads an empty marker, so never takes a live
+ * one for stale). A marker whose process is gone (or that is not a marker at all) is taken over under a
+ * takeover lock, `claiming/<ip>.takeover`, made the same way: of several processes finding the same stale
+ * marker, one replaces it (rename: the name is never free meanwhile), the others see a running holder. Any
+ * other file-system trouble only means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
+ */
+export async function markClaiming(dataDir: string, pool: string, ip: string): Promise<boolean> {
+  let temporary: string | undefined;
+  try {
+    const dir = hostDir(dataDir, claimDirs(pool))!;
+    const marker = join(dir, segment(ip));
+    const mine = self();
+    temporary = writeTemporary(dir, ip, mine);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (linkExclusively(temporary, marker)) return true;
+      const holder = holderOf(marker);
+      if (holder === undefined) continue; // unmarked meanwhile: try again
+      if (holder.content === mine) return true;
+      if (holder.running) return false;
+      return takeOver(dir, ip, marker, temporary, holder.ino);
+    }
+    return false;
+  } catch {
+    return true;
+  } finally {
+    if (temporary !== undefined) fs.rmSync(temporary, { force: true });
+  }
+}
+
+/** Replaces a stale marker by this process's, holding the takeover lock; false when another process holds the lock or the address. */
+function takeOver(dir: string, ip: string, marker: string, temporary: string, staleIno: number | undefined): boolean {
+  const lock = join(dir, `${ip}.takeover`);
+  if (!linkExclusively(temporary, lock)) {
+    const holder = holderOf(lock);
+    if (holder?.running !== false) return false; // another process is taking this marker over (or just did)
+    // A lock left by a process killed in the microseconds of a takeover: remove it, once, and leave the address
+    // for the next pick (this call does not race on for it).
+    removeIfSame(lock, holder.ino);
+    return false;
+  }
+  try {
+    const now = holderOf(marker);
+    if (now === undefined) return linkExclusively(temporary, marker);
+    if (now.ino !== staleIno && now.running) return false; // a running process took it first
+    replace(temporary, marker);
+    return true;
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * Deletes `path` if it is still the file (inode) judged stale: rename it aside, check, and put back what turns out
+ * not to be it. (Linux has no "unlink if this inode". Only if a process dies holding a takeover lock, another
+ * replaces that lock, and a third takes the name in the microseconds before it is put back, can two processes
+ * take one stale marker over; Consul's cas=0 still gives the address to one of them.)
+ */
+function removeIfSame(path: string, ino: number | undefined): void {
+  const aside = `${path}.${process.pid}.stale`;
+  try {
+    fs.renameSync(path, aside);
+  } catch {
+    return;
+  }
+  if (fs.lstatSync(aside).ino !== ino) linkExclusively(aside, path);
+  fs.rmSync(aside, { recursive: true, force: true });
+}
+
+/**
+ * A neighbour that read Consul before this process's write, and marks the address once this process has dropped
+ * its marker, would claim an address already taken. So before dropping a marker whose write may have been applied,
+ * a process touches `claiming/.claimed`; a neighbour whose read is older than that touch reads the key again
+ * (see claimedSince). Timestamps on Linux lag by up to a clock tick, hence the margin.
+ */
+const claimedFile = '.claimed';
+const timestampMarginMs = 50;
+
+/** Says "an address of this pool may have just been taken" to the ADDs running on this host. */
+export async function noteClaimed(dataDir: string, pool: string): Promise<void> {
+  const dir = hostDir(dataDir, claimDirs(pool))!;
+  const fd = fs.openSync(join(dir, claimedFile), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o644);
+  try {
+    const now = new Date();
+    fs.futimesSync(fd, now, now);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether a process of this host may have taken an address of the pool since `time` (ms since the epoch): true
+ * unless `claiming/.claimed` is a regular file last touched well before then. When unsure, true: the cost is one read.
+ */
+export async function claimedSince(dataDir: string, pool: string, time: number): Promise<boolean> {
+  try {
+    const stat = fs.lstatSync(join(dataDir, ...claimDirs(pool), claimedFile));
+    return !stat.isFile() || stat.mtimeMs >= time - timestampMarginMs;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}
+
+/** Drops this process's marker once its claim is decided; a marker that is no longer ours is left alone. */
+export async function unmarkClaiming(dataDir: string, pool: string, ip: string): Promise<void> {
+  const dir = hostDir(dataDir, claimDirs(pool), false);
+  if (dir === undefined) return;
+  const marker = join(dir, segment(ip));
+  const read = readHostFile(marker);
+  if ('text' in read && read.text === self()) fs.rmSync(marker, { force: true });
 }

@@ -2,7 +2,6 @@ import { fromPromise } from 'xstate';
 import type { Assigned } from '../cni/result';
 import type { ConsulKv } from './consul-client';
 import { recall } from './host-store';
-import { rangeHolding } from './ip-math';
 import { allocationKey, belongsTo, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -26,16 +25,23 @@ export interface Recalled {
 /**
  * Runs in ADD before choosing an address: reads this host's hints, and checks in Consul the address the host
  * remembers giving this container, so a retried ADD (runtime timeout, Nomad after a failed CHECK) does not take a second one.
+ * The hints arrive decoded and within the pool's ranges (an unusable host file is no hint, with a warning naming it).
  */
 export const recallHostLogic = fromPromise<Recalled, RecallHostInput>(async ({ input }) => {
   const { kv, pool, dataDir, containerId, ifname, log } = input;
-  const memory = await recall(dataDir, pool.name, pool.identity, containerId, ifname);
-  log.debug(`host memory for ${pool.name}: last reserved ${memory.lastReserved ?? 'none'}, held ${memory.held ?? 'none'}`);
+  const memory = await recall(dataDir, pool, containerId, ifname, log);
+  log.debug(`host memory for ${pool.name}: last reserved ${memory.lastReserved ?? 'none'}, held ${memory.held?.ip ?? 'none'}`);
   const lastReserved = memory.lastReserved ? { lastReserved: memory.lastReserved } : {};
   if (memory.held === undefined) return lastReserved;
-  const range = rangeHolding(pool.ranges, memory.held);
-  const entry = range && (await kv.get(allocationKey(pool.name, memory.held)));
-  if (!range || !entry) return lastReserved;
-  const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
-  return belongsTo(allocation, containerId, ifname) ? { ...lastReserved, held: { ip: memory.held, range } } : lastReserved;
+  const entry = await kv.get(allocationKey(pool.name, memory.held.ip));
+  if (!entry) return lastReserved;
+  try {
+    const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
+    return belongsTo(allocation, containerId, ifname) ? { ...lastReserved, held: memory.held } : lastReserved;
+  } catch (error) {
+    // The note is only a hint: a broken key where it points is not this container's, and fails nothing here
+    // (chooseIp never hands out an address that has a key).
+    log.warn(`the host's note for ${containerId}/${ifname} names ${entry.key}, which is not a valid Allocation: ${(error as Error).message}`);
+    return lastReserved;
+  }
 });

@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActor, toPromise } from 'xstate';
 import { chooseIpLogic } from '../../src/services/choose-ip';
+import { markerFor } from '../../src/services/host-store';
 import { connectConsul, gotOptions } from '../../src/services/consul-client';
 import { normalizeRange } from '../../src/services/ip-math';
 import { silentLog } from '../../src/services/logger';
@@ -54,7 +55,7 @@ test('free addresses all being claimed by live neighbours on this host are waite
   // 10.60.0.39 and .40 are free, and a live neighbour (our parent stands in) is claiming both.
   const marks = path.join(dataDir, 'busy', 'claiming');
   mkdirSync(marks, { recursive: true });
-  for (const ip of ['10.60.0.39', '10.60.0.40']) writeFileSync(path.join(marks, ip), String(process.ppid));
+  for (const ip of ['10.60.0.39', '10.60.0.40']) writeFileSync(path.join(marks, ip), markerFor(process.ppid)!);
   // The neighbour's claim of .40 is decided (it lost) 30 ms later: its mark goes, and .40 is ours.
   setTimeout(() => rmSync(path.join(marks, '10.60.0.40')), 30);
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
