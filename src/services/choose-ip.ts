@@ -3,7 +3,7 @@ import { CniError, ErrorCode } from '../cni/errors';
 import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { markClaiming } from './host-store';
-import { candidatesFrom, poolSpan, positionOf, type AddressRange, type Candidate } from './ip-math';
+import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -73,7 +73,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   if (candidate) return { kind: 'free', candidate };
   // The window ran to the end of the cycle: every address of the pool was checked.
   if (first.length < windowSize) return { kind: 'full' };
-  for (const probes of probePlan(span)) {
+  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span)) {
     const batch = probeBatch(pool.ranges, from, probes, avoid);
     const free = await freeAmong(kv, pool.name, batch);
     log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
@@ -93,18 +93,22 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   return { kind: 'full' };
 });
 
-/** Where the search starts: right after the hint, else at the host's home. */
+/**
+ * Where the search starts: right after the hint, else at the host's home in the first range (ranges are
+ * used in order, as host-local does: a pool's IPv4 range before its IPv6 one).
+ */
 function startPosition(ranges: readonly AddressRange[], after: string | undefined, hostId: string): bigint {
   const hint = after === undefined ? undefined : positionOf(ranges, after);
-  return hint === undefined ? homePosition(hostId, poolSpan(ranges)) : hint + 1n;
+  return hint === undefined ? homePosition(hostId, rangePositions(ranges, 0n)?.span ?? 0n) : hint + 1n;
 }
 
-/** The candidates of one transaction of probes, each address once. */
+/** The candidates of one transaction of probes, each address once. Probes stay in the range the search is in. */
 function probeBatch(ranges: readonly AddressRange[], from: bigint, probes: readonly Probe[], avoid: ReadonlySet<string>): Candidate[] {
+  const { first, span } = rangePositions(ranges, from)!;
   const seen = new Set(avoid);
   const batch: Candidate[] = [];
   for (const { distance, length } of probes) {
-    for (const candidate of take(candidatesFrom(ranges, from + distance), length, seen)) {
+    for (const candidate of take(candidatesFrom(ranges, first + ((from - first + distance) % span)), length, seen)) {
       seen.add(candidate.ip);
       batch.push(candidate);
     }

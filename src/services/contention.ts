@@ -33,9 +33,9 @@ export function jumpAhead(lost: number, random: () => number = Math.random, wind
  * pool. Hosts then walk round robin from their own part of the pool, so they rarely reach for the same
  * address: contention stays among one host's own processes (which mark their claims) instead of spanning
  * the cluster, which is what Calico gets from per-host blocks, with nothing but the one-key-per-address
- * layout. The same host_id comes back to the same place after losing data_dir. Pools smaller than
- * `homeMinimumSpan` keep host-local's order (every host from rangeStart): few hosts share them, and listing
- * them is cheap.
+ * layout. The same host_id comes back to the same place after losing data_dir. `span` is the pool's first
+ * range (ranges are used in order); one smaller than `homeMinimumSpan` keeps host-local's order (every host
+ * from rangeStart): few hosts share it, and listing it is cheap.
  */
 export function homePosition(hostId: string, span: bigint): bigint {
   if (span < homeMinimumSpan) return 0n;
@@ -43,7 +43,7 @@ export function homePosition(hostId: string, span: bigint): bigint {
   return (hostHash(hostId) * span) >> 64n;
 }
 
-/** Pools with fewer positions than this start every host at rangeStart. */
+/** A first range with fewer positions than this starts every host at rangeStart, and is walked in order. */
 export const homeMinimumSpan = 1024n;
 
 const mask64 = (1n << 64n) - 1n;

@@ -169,6 +169,20 @@ export function positionOf(ranges: readonly AddressRange[], ip: string): bigint 
   return undefined;
 }
 
+/** The positions of the range that holds a position (taken modulo the span): its first one and how many. */
+export function rangePositions(ranges: readonly AddressRange[], position: bigint): { readonly first: bigint; readonly span: bigint } | undefined {
+  const total = poolSpan(ranges);
+  if (total === 0n) return undefined;
+  const target = ((position % total) + total) % total;
+  let first = 0n;
+  for (const range of ranges) {
+    const span = addressValue(range.end) - addressValue(range.start) + 1n;
+    if (target < first + span) return { first, span };
+    first += span;
+  }
+  return undefined;
+}
+
 /** The address at a position (taken modulo the span, so positions past the end wrap to the start). */
 export function addressAt(ranges: readonly AddressRange[], position: bigint): string | undefined {
   const span = poolSpan(ranges);

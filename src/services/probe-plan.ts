@@ -10,6 +10,7 @@
  * (Consul before 1.14 takes at most 64 operations). Only when the whole plan finds nothing does ADD list the
  * pool's key names, to find the last free addresses or prove the pool full.
  */
+import { homeMinimumSpan } from './contention';
 
 /** Candidates `length` long, starting `distance` positions after the start of the search. */
 export interface Probe {
@@ -30,8 +31,12 @@ export interface ProbePlanOptions {
 
 export const defaultProbePlan: ProbePlanOptions = { firstWindow: 32, probeLength: 8, opsPerTransaction: 64, transactions: 3 };
 
-/** The probes to send after the first window, one array per transaction; none when the first window spans the pool. */
+/**
+ * The probes to send after the first window into a range of `span` positions, one array per transaction.
+ * None in a range too small for homes: it is walked in order, as host-local does, and listing it is cheap.
+ */
 export function probePlan(span: bigint, options: ProbePlanOptions = defaultProbePlan): Probe[][] {
+  if (span < homeMinimumSpan) return [];
   const { firstWindow, probeLength, opsPerTransaction, transactions } = options;
   const perTransaction = Math.max(1, Math.floor(opsPerTransaction / probeLength));
   const limit = perTransaction * transactions;

@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { homeMinimumSpan, homePosition, hostHash } from '../../src/services/contention';
-import { addressAt, candidatesFrom, normalizeRange, poolSpan, positionOf } from '../../src/services/ip-math';
+import { addressAt, candidatesFrom, normalizeRange, poolSpan, positionOf, rangePositions } from '../../src/services/ip-math';
 import { canonicalIp } from '../../src/cni/codecs';
 import { defaultProbePlan, probePlan } from '../../src/services/probe-plan';
 
@@ -76,6 +76,14 @@ describe('positions in a pool', () => {
     });
   }
 
+  test('rangePositions: the first position and the span of the range holding a position', () => {
+    assert.deepEqual(rangePositions(v4, 0n), { first: 0n, span: 65534n });
+    assert.deepEqual(rangePositions(v4, 65533n), { first: 0n, span: 65534n });
+    assert.deepEqual(rangePositions(v4, 65535n), { first: 65534n, span: 2n });
+    assert.deepEqual(rangePositions(v4, 65536n), { first: 0n, span: 65534n });
+    assert.equal(rangePositions([], 0n), undefined);
+  });
+
   test('an address outside rangeStart..rangeEnd has no position', () => {
     assert.equal(positionOf(v4, '10.3.0.1'), undefined);
     assert.equal(positionOf(v4, '10.1.0.0'), undefined);
@@ -101,9 +109,10 @@ function* take<T>(items: Iterable<T>, n: number): Generator<T> {
 describe('probePlan', () => {
   const distances = (span: bigint) => probePlan(span).map((round) => round.map((p) => Number(p.distance)));
 
-  test('a pool the first window covers needs no probe', () => {
-    assert.deepEqual(probePlan(32n), []);
+  test('a range too small for homes is walked in order: no probe, the listing follows the first window', () => {
+    assert.deepEqual(probePlan(homeMinimumSpan - 1n), []);
     assert.deepEqual(probePlan(10n), []);
+    assert.equal(probePlan(homeMinimumSpan).length, 3);
   });
 
   test('a /16: doubling distances up to the span, then the pool spread evenly; 3 transactions of 8 probes of 8', () => {
@@ -119,7 +128,7 @@ describe('probePlan', () => {
   });
 
   test('probes never overlap each other or the first window, and stay inside the pool', () => {
-    for (const span of [33n, 40n, 100n, 1000n, 65534n, 2n ** 80n]) {
+    for (const span of [1024n, 1500n, 2046n, 65534n, 2n ** 80n]) {
       const probes = probePlan(span).flat();
       for (const [i, a] of probes.entries()) {
         assert.ok(a.distance >= 32n && a.distance < span, `${span}: ${a.distance}`);
