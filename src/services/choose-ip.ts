@@ -7,7 +7,7 @@ import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
-import { probePlan, type Probe } from './probe-plan';
+import { defaultProbePlan, probePlan, type Probe } from './probe-plan';
 
 export interface ChooseIpInput {
   readonly kv: ConsulKv;
@@ -73,7 +73,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   if (candidate) return { kind: 'free', candidate };
   // The window ran to the end of the cycle: every address of the pool was checked.
   if (first.length < windowSize) return { kind: 'full' };
-  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span)) {
+  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: windowSize })) {
     const batch = probeBatch(pool.ranges, from, probes, avoid);
     const free = await freeAmong(kv, pool.name, batch);
     log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
