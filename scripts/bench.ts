@@ -264,6 +264,7 @@ async function main(): Promise<void> {
     // each; five runs of each, alternating, each on a fresh pool.
     const stormRatios: Record<number, number[]> = { 1: [], 10: [] };
     let stormsOk = true;
+    const stormFailures: string[] = [];
     for (let k = 0; k < stormRuns; k++) {
       for (const hosts of [1, 10]) {
         const pool = `storm-${hosts}-${k}`;
@@ -273,10 +274,12 @@ async function main(): Promise<void> {
         stormRatios[hosts]!.push((Date.now() - stormStart) / (100 * commands.addEmpty!));
         const addresses = outcomes.filter((o) => o.code === 0).map((o) => (JSON.parse(o.stdout) as { ips: Array<{ address: string }> }).ips[0]!.address);
         const keys = (await agent.kv.keys(`ipam/${pool}/`)).length;
-        stormsOk &&= addresses.length === 100 && new Set(addresses).size === 100 && keys === 100;
+        const ok = addresses.length === 100 && new Set(addresses).size === 100 && keys === 100;
+        if (!ok) stormFailures.push(`${pool}: ${addresses.length} successes, ${new Set(addresses).size} distinct, ${keys} keys; ${outcomes.find((o) => o.code !== 0)?.stdout.trim() ?? ''}`);
+        stormsOk &&= ok;
       }
     }
-    row(`${stormRuns * 2} storms of 100 concurrent \`ADD\` processes on one pool: each 100 successes, 100 distinct IPs, 100 keys in Consul`, stormsOk ? 'yes' : 'NO', 'every one', stormsOk);
+    row(`${stormRuns * 2} storms of 100 concurrent \`ADD\` processes on one pool: each 100 successes, 100 distinct IPs, 100 keys in Consul`, stormsOk ? 'yes' : `NO: ${stormFailures.join('; ')}`, 'every one', stormsOk);
     for (const hosts of [1, 10]) {
       const ratios = stormRatios[hosts]!;
       row(`storm wall time ÷ (100 × one sequential \`ADD\`), ${hosts === 1 ? '1 host' : '10 hosts'} — ${cpus().length} cores, ${stormRuns} runs`, ratios.map((r) => r.toFixed(2)).join(', '), '≤ 0.8 in every run', ratios.every((r) => r <= 0.8));
