@@ -134,7 +134,7 @@ test('ADD: in a /48 IPv6 pool a host with no hint starts at its home, found with
   await putPool(agent.kv, s.pool, definition);
   const run = await add(s, 'c1');
   // The home of this host (ipam.host_id defaults to the hostname): a position hashed from host_id, 2^80 wide.
-  const ranges = definition.map(normalizeRange);
+  const ranges = definition.map((d) => normalizeRange(d));
   const home = addressAt(ranges, homePosition(hostname(), poolSpan(ranges)))!;
   assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: `${home}/48` }], routes: [{ dst: '::/0' }], dns: {} });
   assert.equal(await addAddress(s, 'c2'), addressAt(ranges, positionOf(ranges, home)! + 1n));

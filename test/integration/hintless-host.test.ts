@@ -25,7 +25,7 @@ const hostId = 'joining-host-7';
 
 /** Writes allocations of other hosts at positions [from, from + count) of the pool (wrapping), 64 per transaction. */
 async function fillPositions(pool: string, definition: RangeDefinition[], from: bigint, count: number): Promise<void> {
-  const ranges = definition.map(normalizeRange);
+  const ranges = definition.map((d) => normalizeRange(d));
   for (let done = 0; done < count; done += 64) {
     const ops = Array.from({ length: Math.min(64, count - done) }, (_, i) => {
       const ip = addressAt(ranges, from + BigInt(done + i))!;
@@ -48,7 +48,7 @@ const listings = (requests: string[]) => requests.filter((r) => /[?&](keys|recur
 test('a pool filled around the host\'s home: the first ADD probes past the run, without listing the pool', async () => {
   const pool = freshPoolName('crowded');
   const definition = [{ subnet: '10.81.0.0/16', gateway: '10.81.0.1' }];
-  const ranges = definition.map(normalizeRange);
+  const ranges = definition.map((d) => normalizeRange(d));
   await putPool(agent.kv, pool, definition);
   const home = homePosition(hostId, poolSpan(ranges));
   // 3,000 allocations behind the home and 6,000 from it on: the run's end is 6,000 positions ahead.
@@ -69,7 +69,7 @@ const smallCrowded = [{ subnet: '10.82.0.0/21' }];
 
 test('a pool with one free address left, far from the probes: the first ADD still finds it', async () => {
   const pool = freshPoolName('almost');
-  const ranges = smallCrowded.map(normalizeRange);
+  const ranges = smallCrowded.map((d) => normalizeRange(d));
   await putPool(agent.kv, pool, smallCrowded);
   const span = poolSpan(ranges);
   await fillPositions(pool, smallCrowded, 0n, Number(span));
@@ -83,7 +83,7 @@ test('a pool with one free address left, far from the probes: the first ADD stil
 
 test('a full pool is still 104, and nothing is written', async () => {
   const pool = freshPoolName('full');
-  const ranges = smallCrowded.map(normalizeRange);
+  const ranges = smallCrowded.map((d) => normalizeRange(d));
   await putPool(agent.kv, pool, smallCrowded);
   await fillPositions(pool, smallCrowded, 0n, Number(poolSpan(ranges)));
   const { run, requests } = await hintlessAdd(pool);
