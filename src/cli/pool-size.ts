@@ -4,14 +4,9 @@
  */
 import * as ip6addr from 'ip6addr';
 import { canonicalIp } from '../cni/codecs';
-import { isReserved, rangeAllocating, type AddressRange } from '../services/ip-math';
+import { addressValue, isReserved, rangeAllocating, type AddressRange } from '../services/ip-math';
 
-/** The address as an unsigned integer (32 bits for IPv4, 128 for IPv6), for counting and sorting. */
-export function addressValue(ip: string): bigint {
-  const addr = ip6addr.parse(ip);
-  if (addr.kind() === 'ipv4') return addr.toString({ format: 'v4' }).split('.').reduce((value, octet) => value * 256n + BigInt(octet), 0n);
-  return BigInt(`0x${addr.toString({ format: 'v6', zeroElide: false, zeroPad: true }).replace(/:/g, '')}`);
-}
+export { addressValue };
 
 /** Orders addresses as numbers, IPv4 before IPv6 ("10.0.21.99" before "10.0.21.100"). */
 export function compareAddresses(a: string, b: string): number {

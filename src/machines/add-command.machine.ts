@@ -173,6 +173,7 @@ export const addCommandMachine = setup({
           lost: context.lost,
           log: context.input.log,
           dataDir: present(context.config, 'config').dataDir,
+          hostId: present(context.config, 'config').hostId,
         }),
         onDone: [
           { guard: { type: 'poolIsFull', params: ({ event }) => ({ choice: event.output }) }, target: 'poolFull', actions: 'recordPoolFull' },

@@ -1,12 +1,13 @@
 import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
-import { jumpAhead, spreadIndex } from './contention';
+import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { claimedSince, markClaiming, unmarkClaiming } from './host-store';
-import { candidatesAfter, type Candidate } from './ip-math';
+import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
+import { defaultProbePlan, probePlan, type Probe } from './probe-plan';
 
 export interface ChooseIpInput {
   readonly kv: ConsulKv;
@@ -20,6 +21,8 @@ export interface ChooseIpInput {
   readonly log: Log;
   /** Where this host marks the addresses its processes are claiming (ipam.data_dir). */
   readonly dataDir: string;
+  /** ipam.host_id: where a host with no hint starts (homePosition). */
+  readonly hostId: string;
   readonly random?: () => number;
 }
 
@@ -27,19 +30,19 @@ export type Choice = { readonly kind: 'free'; readonly candidate: Candidate } | 
 
 /** Candidates checked per Consul transaction (Consul before 1.14 takes at most 64 operations). */
 export const windowSize = 32;
-/** Windows checked one transaction at a time before falling back to one listing of the pool. */
-export const maxWindows = 4;
 
 /**
- * Runs in ADD when no static IP was requested: finds a free address, round robin from the host's hint.
+ * Runs in ADD when no static IP was requested: finds a free address, round robin from the host's hint, or
+ * from the host's home in the pool when it has none (a new host, a lost data_dir).
  *
  * The pool is never read whole when a part will do: the next candidates are checked in one transaction of
  * `get`s (Consul reports each missing key: those are free), so a pool with 50,000 allocations costs what an
- * empty one does, and a /48 is never enumerated. Only when several windows in a row are taken (a host with
- * no hint in a crowded pool) does it list the pool once and pick from that.
+ * empty one does, and a /48 is never enumerated. When that window is all taken, a few transactions of probes
+ * further out (probe-plan.ts) find the end of the run of allocations, or a free stretch elsewhere; only when
+ * those are all taken too does it list the pool once and pick from that.
  */
 export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
-  const { kv, pool, after, lost, log, dataDir, random = Math.random } = input;
+  const { kv, pool, after, lost, log, dataDir, hostId, random = Math.random } = input;
   const avoid = new Set(input.avoid);
   /**
    * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming.
@@ -65,35 +68,64 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
     }
     return undefined;
   };
-  let candidates = candidatesAfter(pool.ranges, after);
-  const jump = jumpAhead(lost, random, windowSize);
-  let skipped = 0;
-  while (skipped < jump && !candidates.next().done) skipped++;
-  if (skipped < jump) candidates = candidatesAfter(pool.ranges, after); // a pool smaller than the jump
-  for (let window = 0; window < maxWindows; window++) {
-    const batch = take(candidates, windowSize, avoid);
-    // After a jump the walk ends short of a full cycle: its end proves nothing, the listing below decides.
-    if (batch.length === 0 && jump > 0) break;
-    if (batch.length === 0) return { kind: 'full' };
+  const span = poolSpan(pool.ranges);
+  let jump = BigInt(jumpAhead(lost, random, windowSize));
+  if (jump >= span) jump = 0n; // a pool smaller than the jump: start over from the hint
+  const from = startPosition(pool.ranges, after, hostId) + jump;
+  const walk = candidatesFrom(pool.ranges, from);
+  const first = take(walk, windowSize, avoid);
+  if (first.length === 0) return { kind: 'full' };
+  const firstReadAt = Date.now();
+  const free = await freeAmong(kv, pool.name, first);
+  log.debug(`window from ${first[0]!.ip}: ${free.length} of ${first.length} free`);
+  const candidate = await pick(free, firstReadAt);
+  if (candidate) return { kind: 'free', candidate };
+  // The window ran to the end of the cycle: every address of the pool was checked.
+  if (first.length < windowSize) return { kind: 'full' };
+  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: windowSize })) {
+    const batch = probeBatch(pool.ranges, from, probes, avoid);
     const readAt = Date.now();
     const free = await freeAmong(kv, pool.name, batch);
-    log.debug(`window ${window} from ${batch[0]!.ip}: ${free.length} of ${batch.length} free`);
+    log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
     const candidate = await pick(free, readAt);
     if (candidate) return { kind: 'free', candidate };
   }
   const listedAt = Date.now();
   const taken = await listTaken(kv, pool.name);
-  log.debug(`${maxWindows} windows taken; listed and checked ${taken.size} allocations of ${pool.name}`);
+  log.debug(`window and probes taken; listed and checked ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
   // Window by window to the end of the cycle: free addresses all marked by neighbours (more ADDs running on
   // this host than a window holds) do not make the pool full.
-  const rest = candidatesAfter(pool.ranges, after);
+  const rest = candidatesFrom(pool.ranges, from);
   for (let free = take(rest, windowSize, taken); free.length > 0; free = take(rest, windowSize, taken)) {
     const candidate = await pick(free, listedAt);
     if (candidate) return { kind: 'free', candidate };
   }
   return { kind: 'full' };
 });
+
+/**
+ * Where the search starts: right after the hint, else at the host's home in the first range (ranges are
+ * used in order, as host-local does: a pool's IPv4 range before its IPv6 one).
+ */
+function startPosition(ranges: readonly AddressRange[], after: string | undefined, hostId: string): bigint {
+  const hint = after === undefined ? undefined : positionOf(ranges, after);
+  return hint === undefined ? homePosition(hostId, rangePositions(ranges, 0n)?.span ?? 0n) : hint + 1n;
+}
+
+/** The candidates of one transaction of probes, each address once. Probes stay in the range the search is in. */
+function probeBatch(ranges: readonly AddressRange[], from: bigint, probes: readonly Probe[], avoid: ReadonlySet<string>): Candidate[] {
+  const { first, span } = rangePositions(ranges, from)!;
+  const seen = new Set(avoid);
+  const batch: Candidate[] = [];
+  for (const { distance, length } of probes) {
+    for (const candidate of take(candidatesFrom(ranges, first + ((from - first + distance) % span)), length, seen)) {
+      seen.add(candidate.ip);
+      batch.push(candidate);
+    }
+  }
+  return batch;
+}
 
 /** Takes up to n candidates not in `skip` from a lazy sequence. */
 function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<string>): Candidate[] {

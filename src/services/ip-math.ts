@@ -136,6 +136,74 @@ export function* candidatesAfter(ranges: readonly AddressRange[], after?: string
   }
 }
 
+/** The address as an unsigned integer (32 bits for IPv4, 128 for IPv6), for counting, sorting and offsets. */
+export function addressValue(ip: string): bigint {
+  const addr = ip6addr.parse(ip);
+  if (addr.kind() === 'ipv4') return addr.toString({ format: 'v4' }).split('.').reduce((value, octet) => value * 256n + BigInt(octet), 0n);
+  return BigInt(`0x${addr.toString({ format: 'v6', zeroElide: false, zeroPad: true }).replace(/:/g, '')}`);
+}
+
+/** The canonical text of an address of the given family from its value (the inverse of addressValue). */
+function addressOfValue(value: bigint, family: 4 | 6): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 255n)).join('.');
+  const groups = [112n, 96n, 80n, 64n, 48n, 32n, 16n, 0n].map((shift) => ((value >> shift) & 0xffffn).toString(16));
+  return text(ip6addr.parse(groups.join(':')));
+}
+
+/**
+ * Positions in a pool: its ranges' rangeStart..rangeEnd laid end to end, reserved addresses included (they
+ * are skipped when candidates are yielded), so that position k is found without walking k addresses: a /48
+ * holds 2^80 of them.
+ */
+export function poolSpan(ranges: readonly AddressRange[]): bigint {
+  return ranges.reduce((sum, range) => sum + addressValue(range.end) - addressValue(range.start) + 1n, 0n);
+}
+
+/** The position of an address of rangeStart..rangeEnd, undefined for any other address. */
+export function positionOf(ranges: readonly AddressRange[], ip: string): bigint | undefined {
+  let before = 0n;
+  for (const range of ranges) {
+    if (rangeAllocating([range], ip) !== undefined) return before + addressValue(ip) - addressValue(range.start);
+    before += addressValue(range.end) - addressValue(range.start) + 1n;
+  }
+  return undefined;
+}
+
+/** The positions of the range that holds a position (taken modulo the span): its first one and how many. */
+export function rangePositions(ranges: readonly AddressRange[], position: bigint): { readonly first: bigint; readonly span: bigint } | undefined {
+  const total = poolSpan(ranges);
+  if (total === 0n) return undefined;
+  const target = ((position % total) + total) % total;
+  let first = 0n;
+  for (const range of ranges) {
+    const span = addressValue(range.end) - addressValue(range.start) + 1n;
+    if (target < first + span) return { first, span };
+    first += span;
+  }
+  return undefined;
+}
+
+/** The address at a position (taken modulo the span, so positions past the end wrap to the start). */
+export function addressAt(ranges: readonly AddressRange[], position: bigint): string | undefined {
+  const span = poolSpan(ranges);
+  if (span === 0n) return undefined;
+  let rest = ((position % span) + span) % span;
+  for (const range of ranges) {
+    const size = addressValue(range.end) - addressValue(range.start) + 1n;
+    if (rest < size) return addressOfValue(addressValue(range.start) + rest, range.family);
+    rest -= size;
+  }
+  return undefined;
+}
+
+/**
+ * Every allocatable address in round-robin order from a position (inclusive): one full cycle, wrapping
+ * past the end. Lazy, and as cheap for position 2^79 of a /48 as for position 0.
+ */
+export function candidatesFrom(ranges: readonly AddressRange[], position: bigint): Generator<Candidate> {
+  return candidatesAfter(ranges, addressAt(ranges, position - 1n));
+}
+
 /** The address's family as CNI 0.4.0 results spell it. */
 export function familyOf(ip: string): '4' | '6' {
   return ip.includes(':') ? '6' : '4';

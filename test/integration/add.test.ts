@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { homePosition } from '../../src/services/contention';
+import { addressAt, normalizeRange, poolSpan, positionOf } from '../../src/services/ip-math';
 import { startConsul, type ConsulAgent } from '../support/consul';
 import {
   addressOf,
@@ -111,7 +113,8 @@ test('ADD: several ranges are used in order, each result with its own prefix and
 
 test('ADD: an IPv6 pool gives RFC 5952 addresses, and the key is the canonical text', T, async () => {
   const s = scenario([agent.url]);
-  await putPool(agent.kv, s.pool, [{ subnet: 'FD00:0:0:7:0::/64', rangeStart: 'fd00:0000:0:7::000A', gateway: 'FD00:0:0:7::1' }]);
+  // rangeEnd keeps the range under the size from which hosts start at a home of their own: from rangeStart here.
+  await putPool(agent.kv, s.pool, [{ subnet: 'FD00:0:0:7:0::/64', rangeStart: 'fd00:0000:0:7::000A', rangeEnd: 'fd00:0:0:7::3ff', gateway: 'FD00:0:0:7::1' }]);
   assert.deepEqual(assertSuccess(await add(s, 'c1')), {
     cniVersion: '1.0.0',
     ips: [{ address: 'fd00:0:0:7::a/64', gateway: 'fd00:0:0:7::1' }],
@@ -125,12 +128,16 @@ test('ADD: an IPv6 pool gives RFC 5952 addresses, and the key is the canonical t
   assert.equal((await agent.kv.getJson<{ target: string }>(`ipam/${s.pool}/fd00:0:0:7::ff`))?.target, 'c3');
 });
 
-test('ADD: a /48 IPv6 pool without rangeStart starts after the subnet address, without walking the subnet', T, async () => {
+test('ADD: in a /48 IPv6 pool a host with no hint starts at its home, found without walking the subnet', T, async () => {
   const s = scenario([agent.url]);
-  await putPool(agent.kv, s.pool, [{ subnet: 'fd00:48::/48' }]);
+  const definition = [{ subnet: 'fd00:48::/48' }];
+  await putPool(agent.kv, s.pool, definition);
   const run = await add(s, 'c1');
-  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: 'fd00:48::1/48' }], routes: [{ dst: '::/0' }], dns: {} });
-  assert.equal(await addAddress(s, 'c2'), 'fd00:48::2');
+  // The home of this host (ipam.host_id defaults to the hostname): a position hashed from host_id, 2^80 wide.
+  const ranges = definition.map((d) => normalizeRange(d));
+  const home = addressAt(ranges, homePosition(hostname(), poolSpan(ranges)))!;
+  assert.deepEqual(assertSuccess(run), { cniVersion: '1.0.0', ips: [{ address: `${home}/48` }], routes: [{ dst: '::/0' }], dns: {} });
+  assert.equal(await addAddress(s, 'c2'), addressAt(ranges, positionOf(ranges, home)! + 1n));
   assert.ok(run.elapsedMs < 3000, `a /48 pool must allocate quickly (${run.elapsedMs} ms)`);
 });
 

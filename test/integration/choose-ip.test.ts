@@ -20,7 +20,7 @@ after(async () => agent?.stop());
 async function choose(pool: string, lost: number, random: () => number) {
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
   const ranges = [normalizeRange({ subnet: '10.60.0.0/24', rangeStart: '10.60.0.1', rangeEnd: '10.60.0.40' })];
-  const input = { kv, pool: { name: pool, ranges, identity: 1 }, avoid: [], lost, log: silentLog, dataDir: tempDir(), random };
+  const input = { kv, pool: { name: pool, ranges, identity: 1 }, avoid: [], lost, log: silentLog, dataDir: tempDir(), hostId: 'host-a', random };
   return toPromise(createActor(chooseIpLogic, { input }).start());
 }
 
@@ -60,7 +60,7 @@ test('free addresses all being claimed by live neighbours on this host are waite
   setTimeout(() => rmSync(path.join(marks, '10.60.0.40')), 30);
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
   const ranges = [normalizeRange({ subnet: '10.60.0.0/24', rangeStart: '10.60.0.1', rangeEnd: '10.60.0.40' })];
-  const input = { kv, pool: { name: 'busy', ranges, identity: 1 }, avoid: [], lost: 0, log: silentLog, dataDir, random: () => 0 };
+  const input = { kv, pool: { name: 'busy', ranges, identity: 1 }, avoid: [], lost: 0, log: silentLog, dataDir, hostId: 'host-a', random: () => 0 };
   const choice = await toPromise(createActor(chooseIpLogic, { input }).start());
   assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.60.0.40');
 });

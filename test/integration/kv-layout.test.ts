@@ -123,7 +123,7 @@ test("a requested IP (the seed's example) is written as ipam/<pool>/<ip> with th
 
 test('an IPv6 pool made by hand: the allocation key is the RFC 5952 text of the address', T, async () => {
   const pool = freshPoolName('seed6');
-  await curlPut(`ipam/${pool}`, JSON.stringify([{ subnet: '2001:db8:a::/64', rangeStart: '2001:db8:a::100', gateway: '2001:db8:a::1' }]));
+  await curlPut(`ipam/${pool}`, JSON.stringify([{ subnet: '2001:db8:a::/64', rangeStart: '2001:db8:a::100', rangeEnd: '2001:db8:a::3ff', gateway: '2001:db8:a::1' }]));
   await curlPut(`ipam/${pool}/`, '');
   await curlPut(`ipam/${pool}/2001:db8:a::100`, '{"target": "someone-else"}');
   const run = await runPlugin({ command: 'ADD', containerId: 'c6', config: netConfig({ servers: [agent.url], pool }) });
