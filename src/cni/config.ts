@@ -31,6 +31,7 @@ const IpamSettings = t.intersection(
       data_dir: t.string,
       gc: t.boolean,
       host_id: KeySegment,
+      all_pools: t.boolean,
     }),
   ],
   'an object',
@@ -96,9 +97,28 @@ export interface ClusterConfig {
 
 /** What ADD, DEL and CHECK need from stdin, decoded and checked. */
 export interface DelegateConfig extends ClusterConfig {
-  /** The first pool of prevResult.pools; the rest are ignored (logged at warn), as the original did. */
+  /** The first pool selected (IPAM_POOL's first, else prevResult.pools[0]): the server is picked by its key. */
   readonly pool: PoolRequest;
+  /**
+   * The pools ADD takes an address from, in order: only the first, as the original did (the rest logged at
+   * warn), or with `ipam.all_pools` one from each selected pool (dual-stack). Each carries the config's own
+   * `requested-ip` for it; without `all_pools`, the container's static IP replaces the first's.
+   */
+  readonly pools: readonly PoolRequest[];
+  /** `ipam.all_pools`. */
+  readonly allPools: boolean;
+  /** Selected pools ADD leaves alone (not `all_pools`): logged at warn. */
   readonly extraPools: number;
+  /**
+   * With `all_pools`: the static IP this container asks for (CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips).
+   * ADD gives it to the first selected pool whose subnets hold it, once it has read them (see load-pools).
+   */
+  readonly staticIp?: string;
+  /**
+   * Every pool prevResult.pools lists, IPAM_POOL or not: DEL releases and CHECK verifies in all of them, as
+   * Nomad sends no CNI_ARGS on DEL and cannot say which pool ADD picked.
+   */
+  readonly listedPools: readonly string[];
   /** prevResult.ips: on DEL and CHECK, the runtime's cached ADD result. */
   readonly prevIps: readonly PrevIp[];
   /** The network config's `isDefaultGateway` (bridge's): bridge adds the default route, so the result carries none. */
@@ -210,15 +230,26 @@ export function parseConfig(stdin: string, args: ReadonlyMap<string, string> = n
   const pools = Pools.decode(prevResult?.pools);
   if (isLeft(pools)) throw invalidConfigError(pools.left, 'prevResult.pools');
   const perContainer = readPerContainerRequest(config, args, staticIp);
+  const allPools = config.ipam.all_pools ?? false;
   const chosen = choosePools(pools.right, perContainer.pools);
-  const [first] = chosen;
-  // The container's own request wins over the address the network config asks for.
-  const requestedIp = perContainer.ip?.address ?? requestedIpOf(first!, 'prevResult.pools[0]');
+  const requests = chosen.map((entry, index): PoolRequest => {
+    const requestedIp = requestedIpOf(entry, `prevResult.pools[${index}]`);
+    return requestedIp === undefined ? { name: entry.name } : { name: entry.name, requestedIp };
+  });
+  const ownIp = perContainer.ip?.address;
+  // The container's own request wins over the address the network config asks for. Without all_pools the
+  // one pool used is the first; with it, which pool the address fits is known only once the pools are read.
+  const [first] = requests;
+  const taken = allPools ? requests : [ownIp === undefined ? first! : { name: first!.name, requestedIp: ownIp }];
 
   return {
     ...cluster,
-    pool: requestedIp === undefined ? { name: first!.name } : { name: first!.name, requestedIp },
-    extraPools: chosen.length - 1,
+    pool: taken[0]!,
+    pools: taken,
+    allPools,
+    extraPools: requests.length - taken.length,
+    ...(allPools && ownIp !== undefined ? { staticIp: ownIp } : {}),
+    listedPools: [...new Set(pools.right.map((entry) => entry.name))],
     prevIps: (prevResult?.ips ?? []).map((entry) => entry.address),
     bridgeAddsDefaultRoute: config.isDefaultGateway === true,
   };

@@ -29,9 +29,10 @@ export interface RouteOptions {
 }
 
 /**
- * The result of ADD (and of CHECK): each address with its prefix, and for each a default route as the original
+ * The result of ADD (and of CHECK): each address with its prefix, and a default route per family as the original
  * returns it (`0.0.0.0/0` or `::/0`, via the gateway when the range has one; `bridge` installs one without a
- * gateway as `default dev eth0`), unless the plugin in front adds the default route itself.
+ * gateway as `default dev eth0`) — the first address's of that family, so a dual-stack result has one IPv4 and
+ * one IPv6 default route — unless the plugin in front adds the default route itself.
  */
 export function ipamResult(cniVersion: CniVersion, assigned: readonly Assigned[], routes: RouteOptions = { bridgeAddsDefaultRoute: false }): IpamResult {
   return {
@@ -44,7 +45,9 @@ export function ipamResult(cniVersion: CniVersion, assigned: readonly Assigned[]
     })),
     routes: routes.bridgeAddsDefaultRoute
       ? []
-      : assigned.map(({ range }) => ({ dst: range.family === 4 ? '0.0.0.0/0' : '::/0', ...(range.gateway ? { gw: range.gateway } : {}) })),
+      : assigned
+          .filter(({ range }, index) => assigned.findIndex((other) => other.range.family === range.family) === index)
+          .map(({ range }) => ({ dst: range.family === 4 ? '0.0.0.0/0' : '::/0', ...(range.gateway ? { gw: range.gateway } : {}) })),
     dns: {},
   };
 }

@@ -1,5 +1,7 @@
 /**
- * ADD: parse → pick server → load pool → choose IP → CAS write → result.
+ * ADD: parse → pick server → load the pools → for each pool: choose IP → CAS write → result.
+ * One pool, unless ipam.all_pools: then one address from each (dual-stack), all-or-nothing — an error after
+ * the first pool releases what this ADD took before it reaches its final state.
  * Drawn in docs/state-diagrams/add-command.md. Every error exit is a final state of its own.
  */
 import { assign, setup } from 'xstate';
@@ -12,17 +14,24 @@ import { claimIpLogic, type Claim } from '../services/claim-ip';
 import { backoffDelay } from '../services/contention';
 import type { ConsulKv } from '../services/consul-client';
 import type { Candidate } from '../services/ip-math';
-import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
+import type { LoadedPool } from '../services/load-pool';
+import { loadPoolsLogic, type PlannedPool } from '../services/load-pools';
 import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { recallHostLogic, type Recalled } from '../services/recall-host';
+import { releaseTakenLogic, type Taken } from '../services/release-taken';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface AddContext {
   readonly input: CommandInput;
   readonly config?: DelegateConfig;
   readonly kv?: ConsulKv;
+  /** The pools to take from, in order, read from Consul, each with the static IP to give from it. */
+  readonly plans: readonly PlannedPool[];
+  /** Which of them is being served. */
+  readonly index: number;
+  /** plans[index].pool. */
   readonly pool?: LoadedPool;
   readonly lastReserved?: string;
   /** The address being claimed now. */
@@ -31,9 +40,18 @@ interface AddContext {
   readonly avoid: readonly string[];
   /** How many cas=0 writes this invocation lost. */
   readonly lost: number;
-  readonly assigned?: Assigned;
+  /** One address per pool served so far: the result. */
+  readonly assigned: readonly Assigned[];
+  /** What this invocation wrote (not what it found already held): released if a later pool fails. */
+  readonly taken: readonly Taken[];
   readonly error?: CniError;
+  /** The error exit to reach once what was taken is released. */
+  readonly failure?: Failure;
 }
+
+/** The error exits an ADD can reach after it has taken an address from an earlier pool. */
+const afterTaking = ['requestRefused', 'poolFull', 'raceLost', 'consulFailed'] as const;
+type Failure = (typeof afterTaking)[number];
 
 export const addCommandMachine = setup({
   types: {
@@ -44,14 +62,26 @@ export const addCommandMachine = setup({
   actors: {
     parseConfig: parseConfigLogic,
     pickServer: pickServerLogic,
-    loadPool: loadPoolLogic,
+    loadPools: loadPoolsLogic,
     checkRequestedIp: checkRequestedIpLogic,
     recallHost: recallHostLogic,
     chooseIp: chooseIpLogic,
     claimIp: claimIpLogic,
+    releaseTaken: releaseTakenLogic,
   },
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+    recordFailure: assign({ failure: (_, params: { failure: Failure }) => params.failure }),
+    startPool: assign(({ context }) => ({ pool: present(context.plans[context.index], 'pool plan').pool })),
+    /** The next pool starts afresh: its own hint, its own losses. */
+    nextPool: assign(({ context }) => ({ index: context.index + 1, candidate: undefined, lastReserved: undefined, avoid: [], lost: 0 })),
+    recordTaken: assign(({ context }) => {
+      const candidate = present(context.candidate, 'candidate');
+      return { assigned: [...context.assigned, candidate], taken: [...context.taken, { pool: present(context.pool, 'pool').name, ip: candidate.ip }] };
+    }),
+    recordHeld: assign({ assigned: ({ context }, params: { held: Assigned }) => [...context.assigned, params.held] }),
+    logRollbackFailure: ({ context }, params: { error: unknown }) =>
+      context.input.log.warn(`could not release ${context.taken.map((t) => t.ip).join(', ')} after the ADD failed: ${toCniError(params.error).message}`),
     recordLoss: assign(({ context }) => ({ lost: context.lost + 1, avoid: [...context.avoid, present(context.candidate, 'candidate').ip] })),
     recordPoolFull: assign(({ context }) => ({
       error: new CniError(ErrorCode.PoolFull, `pool ${present(context.pool, 'pool').name} is full`, context.pool!.ranges.length === 0 ? `${poolKey(context.pool!.name)} holds no IP Ranges` : `every address of ${context.pool!.ranges.map((r) => `${r.start}-${r.end}`).join(', ')} is allocated`),
@@ -65,8 +95,12 @@ export const addCommandMachine = setup({
     })),
   },
   guards: {
-    hasRequestedIp: ({ context }) => context.config?.pool.requestedIp !== undefined,
+    hasRequestedIp: ({ context }) => context.plans[context.index]?.requestedIp !== undefined,
+    morePools: ({ context }) => context.index + 1 < context.plans.length,
+    tookSome: ({ context }) => context.taken.length > 0,
+    failedAs: ({ context }, params: { failure: Failure }) => context.failure === params.failure,
     poolIsFull: (_, params: { choice: Choice }) => params.choice.kind === 'full',
+    fullAfterTaking: ({ context }, params: { choice: Choice }) => params.choice.kind === 'full' && context.taken.length > 0,
     alreadyHeld: (_, params: { recalled: Recalled }) => params.recalled.held !== undefined,
     won: (_, params: { claim: Claim }) => params.claim.won,
     retriesLeft: ({ context }) => context.lost < present(context.config, 'config').casRetries,
@@ -76,8 +110,8 @@ export const addCommandMachine = setup({
   },
 }).createMachine({
   id: 'add',
-  description: 'CNI ADD: allocate one address of the selected pool to the container, or return the one it already holds.',
-  context: ({ input }) => ({ input, avoid: [], lost: 0 }),
+  description: 'CNI ADD: allocate one address of the selected pool (of each, with all_pools) to the container, or return the one it already holds.',
+  context: ({ input }) => ({ input, plans: [], index: 0, avoid: [], lost: 0, assigned: [], taken: [] }),
   initial: 'parsing',
   states: {
     parsing: {
@@ -96,31 +130,50 @@ export const addCommandMachine = setup({
         id: 'pickServer',
         src: 'pickServer',
         input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: poolKey(present(context.config, 'config').pool.name) }),
-        onDone: { target: 'loadingPool', actions: assign({ kv: ({ event }) => event.output }) },
+        onDone: { target: 'loadingPools', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
     },
-    loadingPool: {
-      description: 'Read ipam/<pool> and check its IP Ranges.',
+    loadingPools: {
+      description: 'Read ipam/<pool> of each pool to serve and check its IP Ranges; with all_pools, give the static IP to the pool whose subnets hold it.',
       invoke: {
-        id: 'loadPool',
-        src: 'loadPool',
-        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name, log: context.input.log }),
-        onDone: [
-          { guard: 'hasRequestedIp', target: 'checkingRequestedIp', actions: assign({ pool: ({ event }) => event.output }) },
-          { target: 'recallingHost', actions: assign({ pool: ({ event }) => event.output }) },
+        id: 'loadPools',
+        src: 'loadPools',
+        input: ({ context }) => {
+          const config = present(context.config, 'config');
+          return { kv: present(context.kv, 'server'), pools: config.pools, ...(config.staticIp === undefined ? {} : { staticIp: config.staticIp }), log: context.input.log };
+        },
+        onDone: { target: 'startingPool', actions: assign({ plans: ({ event }) => event.output }) },
+        onError: [
+          {
+            guard: ({ event }) => toCniError(event.error).code === ErrorCode.RequestedIpNotInPool,
+            target: 'requestRefused',
+            actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) },
+          },
+          { target: 'poolUnusable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
         ],
-        onError: { target: 'poolUnusable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
+    },
+    startingPool: {
+      description: 'Serve the next pool: its static IP if it has one, else a free address.',
+      entry: 'startPool',
+      always: [{ guard: 'hasRequestedIp', target: 'checkingRequestedIp' }, { target: 'recallingHost' }],
     },
     checkingRequestedIp: {
       description: 'A static IP must lie in a subnet of the pool and not be a network, broadcast or gateway address.',
       invoke: {
         id: 'checkRequestedIp',
         src: 'checkRequestedIp',
-        input: ({ context }) => ({ pool: present(context.pool, 'pool'), ip: present(context.config?.pool.requestedIp, 'requested IP') }),
+        input: ({ context }) => ({ pool: present(context.pool, 'pool'), ip: present(context.plans[context.index]?.requestedIp, 'requested IP') }),
         onDone: { target: 'claimingRequestedIp', actions: assign({ candidate: ({ event }) => event.output }) },
-        onError: { target: 'requestRefused', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        onError: [
+          {
+            guard: 'tookSome',
+            target: 'rollingBack',
+            actions: [{ type: 'recordError', params: ({ event }) => ({ error: event.error }) }, { type: 'recordFailure', params: { failure: 'requestRefused' } }],
+          },
+          { target: 'requestRefused', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
     },
     claimingRequestedIp: {
@@ -129,8 +182,15 @@ export const addCommandMachine = setup({
         id: 'claimRequestedIp',
         src: 'claimIp',
         input: ({ context }) => claimInput(context, 'requested'),
-        onDone: { target: 'succeeded', actions: assign({ assigned: ({ context }) => context.candidate }) },
-        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        onDone: { target: 'poolDone', actions: 'recordTaken' },
+        onError: [
+          {
+            guard: 'tookSome',
+            target: 'rollingBack',
+            actions: [{ type: 'recordError', params: ({ event }) => ({ error: event.error }) }, { type: 'recordFailure', params: { failure: 'consulFailed' } }],
+          },
+          { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
     },
     recallingHost: {
@@ -152,12 +212,19 @@ export const addCommandMachine = setup({
         onDone: [
           {
             guard: { type: 'alreadyHeld', params: ({ event }) => ({ recalled: event.output }) },
-            target: 'succeeded',
-            actions: assign({ assigned: ({ event }) => event.output.held }),
+            target: 'poolDone',
+            actions: { type: 'recordHeld', params: ({ event }) => ({ held: present(event.output.held, 'held address') }) },
           },
           { target: 'choosingIp', actions: assign({ lastReserved: ({ event }) => event.output.lastReserved }) },
         ],
-        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        onError: [
+          {
+            guard: 'tookSome',
+            target: 'rollingBack',
+            actions: [{ type: 'recordError', params: ({ event }) => ({ error: event.error }) }, { type: 'recordFailure', params: { failure: 'consulFailed' } }],
+          },
+          { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
     },
     choosingIp: {
@@ -176,13 +243,25 @@ export const addCommandMachine = setup({
           hostId: present(context.config, 'config').hostId,
         }),
         onDone: [
+          {
+            guard: { type: 'fullAfterTaking', params: ({ event }) => ({ choice: event.output }) },
+            target: 'rollingBack',
+            actions: ['recordPoolFull', { type: 'recordFailure', params: { failure: 'poolFull' } }],
+          },
           { guard: { type: 'poolIsFull', params: ({ event }) => ({ choice: event.output }) }, target: 'poolFull', actions: 'recordPoolFull' },
           {
             target: 'claimingIp',
             actions: assign({ candidate: ({ event }) => (event.output.kind === 'free' ? event.output.candidate : undefined) }),
           },
         ],
-        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        onError: [
+          {
+            guard: 'tookSome',
+            target: 'rollingBack',
+            actions: [{ type: 'recordError', params: ({ event }) => ({ error: event.error }) }, { type: 'recordFailure', params: { failure: 'consulFailed' } }],
+          },
+          { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
     },
     claimingIp: {
@@ -194,18 +273,52 @@ export const addCommandMachine = setup({
         onDone: [
           {
             guard: { type: 'won', params: ({ event }) => ({ claim: event.output }) },
-            target: 'succeeded',
-            actions: assign({ assigned: ({ context }) => context.candidate }),
+            target: 'poolDone',
+            actions: 'recordTaken',
           },
           { guard: 'retriesLeft', target: 'backingOff', actions: 'recordLoss' },
+          { guard: 'tookSome', target: 'rollingBack', actions: ['recordLoss', 'recordRaceLost', { type: 'recordFailure', params: { failure: 'raceLost' } }] },
           { target: 'raceLost', actions: ['recordLoss', 'recordRaceLost'] },
         ],
-        onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        onError: [
+          {
+            guard: 'tookSome',
+            target: 'rollingBack',
+            actions: [{ type: 'recordError', params: ({ event }) => ({ error: event.error }) }, { type: 'recordFailure', params: { failure: 'consulFailed' } }],
+          },
+          { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
     },
     backingOff: {
       description: 'Another writer took the address: wait a jittered, growing delay, then choose again.',
       after: { backoff: { target: 'choosingIp' } },
+    },
+    poolDone: {
+      description: 'This pool gave its address: on to the next pool (all_pools), or done.',
+      always: [{ guard: 'morePools', target: 'startingPool', actions: 'nextPool' }, { target: 'succeeded' }],
+    },
+    rollingBack: {
+      description: 'A later pool failed: release (cas delete) what this ADD took from the earlier ones, then end in that failure.',
+      invoke: {
+        id: 'releaseTaken',
+        src: 'releaseTaken',
+        input: ({ context }) => ({
+          kv: present(context.kv, 'server'),
+          taken: context.taken,
+          containerId: context.input.env.containerId,
+          ifname: context.input.env.ifname,
+          dataDir: present(context.config, 'config').dataDir,
+          log: context.input.log,
+        }),
+        // The runtime must see the failure that ended the ADD, not the rollback's: a failed release is logged.
+        onDone: afterTaking.map((failure) => ({ guard: { type: 'failedAs' as const, params: { failure } }, target: failure })),
+        onError: afterTaking.map((failure) => ({
+          guard: { type: 'failedAs' as const, params: { failure } },
+          target: failure,
+          actions: { type: 'logRollbackFailure' as const, params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }) },
+        })),
+      },
     },
     succeeded: { type: 'final', description: 'Print the IPAM result.' },
     invalidInput: { type: 'final', description: 'Stdin or environment is invalid (codes 1, 4, 6, 7). Nothing was sent to Consul.' },
@@ -217,7 +330,7 @@ export const addCommandMachine = setup({
     consulFailed: { type: 'final', description: 'A KV read or write failed (11, 106, 107), or an allocation read is invalid (102).' },
   },
   output: ({ context }): CommandOutput =>
-    finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, [present(context.assigned, 'address')], present(context.config, 'config'))),
+    finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.assigned, present(context.config, 'config'))),
 });
 
 function claimInput(context: AddContext, mode: 'next' | 'requested') {

@@ -1,6 +1,5 @@
 /**
- * CHECK: parse → pick server → load pool → verify that prevResult's addresses in the pool (at least one) are
- * this container's.
+ * CHECK: parse → pick server → load the listed pools → verify that prevResult's addresses are this container's.
  * Drawn in docs/state-diagrams/check-command.md. (The original panicked here.)
  */
 import { assign, setup } from 'xstate';
@@ -8,18 +7,19 @@ import type { DelegateConfig } from '../cni/config';
 import { CniError, toCniError } from '../cni/errors';
 import { ipamResult, type Assigned } from '../cni/result';
 import type { ConsulKv } from '../services/consul-client';
-import { loadPoolLogic, type LoadedPool } from '../services/load-pool';
+import type { LoadedPool } from '../services/load-pool';
+import { loadPoolsLogic } from '../services/load-pools';
 import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
-import { addressesInPool, nothingToVerify, verifyAllocationsLogic } from '../services/verify-allocations';
+import { addressesInPools, nothingToVerify, verifyAllocationsLogic } from '../services/verify-allocations';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface CheckContext {
   readonly input: CommandInput;
   readonly config?: DelegateConfig;
   readonly kv?: ConsulKv;
-  readonly pool?: LoadedPool;
+  readonly pools: readonly LoadedPool[];
   readonly verified: readonly Assigned[];
   readonly error?: CniError;
 }
@@ -34,19 +34,20 @@ export const checkCommandMachine = setup({
   actors: {
     parseConfig: parseConfigLogic,
     pickServer: pickServerLogic,
-    loadPool: loadPoolLogic,
+    loadPools: loadPoolsLogic,
     verifyAllocations: verifyAllocationsLogic,
   },
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
   },
   guards: {
-    holdsNothingOfPool: ({ context }, params: { pool: LoadedPool }) => addressesInPool(params.pool, present(context.config, 'config').prevIps).length === 0,
+    holdsNothingOfPools: ({ context }, params: { pools: readonly LoadedPool[] }) =>
+      addressesInPools(params.pools, present(context.config, 'config').prevIps).length === 0,
   },
 }).createMachine({
   id: 'check',
-  description: 'CNI CHECK: succeed only when prevResult.ips holds an address of the pool and every such address is allocated to this container.',
-  context: ({ input }) => ({ input, verified: [] }),
+  description: 'CNI CHECK: succeed only when prevResult.ips holds an address of a listed pool and every such address is allocated to this container there.',
+  context: ({ input }) => ({ input, pools: [], verified: [] }),
   initial: 'parsing',
   states: {
     parsing: {
@@ -65,35 +66,35 @@ export const checkCommandMachine = setup({
         id: 'pickServer',
         src: 'pickServer',
         input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: poolKey(present(context.config, 'config').pool.name) }),
-        onDone: { target: 'loadingPool', actions: assign({ kv: ({ event }) => event.output }) },
+        onDone: { target: 'loadingPools', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
     },
-    loadingPool: {
-      description: 'Read ipam/<pool>: its ranges say which addresses of prevResult belong to it.',
+    loadingPools: {
+      description: 'Read ipam/<pool> of each pool prevResult.pools lists: their ranges say which address of prevResult belongs to which.',
       invoke: {
-        id: 'loadPool',
-        src: 'loadPool',
-        input: ({ context }) => ({ kv: present(context.kv, 'server'), name: present(context.config, 'config').pool.name, log: context.input.log }),
+        id: 'loadPools',
+        src: 'loadPools',
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), pools: present(context.config, 'config').listedPools.map((name) => ({ name })), log: context.input.log }),
         onDone: [
           {
-            guard: { type: 'holdsNothingOfPool', params: ({ event }) => ({ pool: event.output }) },
+            guard: { type: 'holdsNothingOfPools', params: ({ event }) => ({ pools: event.output.map((planned) => planned.pool) }) },
             target: 'nothingToVerify',
-            actions: assign({ error: ({ context, event }) => nothingToVerify(event.output, present(context.config, 'config').prevIps) }),
+            actions: assign({ error: ({ context, event }) => nothingToVerify(event.output.map((planned) => planned.pool), present(context.config, 'config').prevIps) }),
           },
-          { target: 'verifying', actions: assign({ pool: ({ event }) => event.output }) },
+          { target: 'verifying', actions: assign({ pools: ({ event }) => event.output.map((planned) => planned.pool) }) },
         ],
         onError: { target: 'poolUnusable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     verifying: {
-      description: "Read the key of each address of prevResult.ips in the pool: each must be this container's.",
+      description: "Read the key of each address of prevResult.ips in the pool holding it: each must be this container's.",
       invoke: {
         id: 'verifyAllocations',
         src: 'verifyAllocations',
         input: ({ context }) => ({
           kv: present(context.kv, 'server'),
-          pool: present(context.pool, 'pool'),
+          pools: context.pools,
           prevIps: present(context.config, 'config').prevIps,
           containerId: context.input.env.containerId,
           ifname: context.input.env.ifname,
@@ -105,8 +106,8 @@ export const checkCommandMachine = setup({
     succeeded: { type: 'final', description: 'Print the verified addresses as an IPAM result.' },
     invalidInput: { type: 'final', description: 'Stdin or environment is invalid (codes 1, 4, 6, 7). Nothing was sent to Consul.' },
     consulUnreachable: { type: 'final', description: 'No Consul server answered with a leader (code 11).' },
-    poolUnusable: { type: 'final', description: 'The pool is missing (100) or its ranges are invalid (101), or reading it failed.' },
-    nothingToVerify: { type: 'final', description: 'No address of prevResult.ips lies in the pool: a CHECK that verifies nothing fails (108).' },
+    poolUnusable: { type: 'final', description: 'A pool is missing (100) or its ranges are invalid (101), or reading it failed.' },
+    nothingToVerify: { type: 'final', description: 'No address of prevResult.ips lies in a listed pool: a CHECK that verifies nothing fails (108).' },
     mismatch: { type: 'final', description: 'An address is not allocated to this container (108), or reading it failed (11, 102, 106, 107).' },
   },
   output: ({ context }): CommandOutput => finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.verified, present(context.config, 'config'))),

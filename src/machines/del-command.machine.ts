@@ -1,5 +1,5 @@
 /**
- * DEL: parse → pick server → find this container's allocations → release each with a cas delete.
+ * DEL: parse → pick server → find this container's allocations in every listed pool → release each with a cas delete.
  * Drawn in docs/state-diagrams/del-command.md. Idempotent: nothing to release is success.
  */
 import { assign, setup } from 'xstate';
@@ -53,7 +53,7 @@ export const delCommandMachine = setup({
   },
 }).createMachine({
   id: 'del',
-  description: "CNI DEL: release the container's addresses in the selected pool. Succeeds when there is nothing to release.",
+  description: "CNI DEL: release the container's addresses in every pool prevResult.pools lists. Succeeds when there is nothing to release.",
   context: ({ input }) => ({ input, found: [] }),
   initial: 'parsing',
   states: {
@@ -79,7 +79,7 @@ export const delCommandMachine = setup({
       },
     },
     findingAllocations: {
-      description: "Read the keys of prevResult.ips and the host's note; when prevResult.ips names no address, search the pool for every allocation of this container.",
+      description: "In each listed pool, read the keys of prevResult.ips and the host's note; when prevResult.ips names no address, search each pool for every allocation of this container.",
       invoke: {
         id: 'findAllocations',
         src: 'findAllocations',
@@ -87,7 +87,7 @@ export const delCommandMachine = setup({
           const config = present(context.config, 'config');
           return {
             kv: present(context.kv, 'server'),
-            pool: config.pool.name,
+            pools: config.listedPools,
             prevIps: config.prevIps,
             containerId: context.input.env.containerId,
             ifname: context.input.env.ifname,
@@ -111,7 +111,7 @@ export const delCommandMachine = setup({
           const config = present(context.config, 'config');
           return {
             kv: present(context.kv, 'server'),
-            pool: config.pool.name,
+            pools: config.listedPools,
             found: context.found,
             containerId: context.input.env.containerId,
             ifname: context.input.env.ifname,

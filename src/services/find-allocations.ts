@@ -9,7 +9,8 @@ import type { Log } from './logger';
 
 export interface FindAllocationsInput {
   readonly kv: ConsulKv;
-  readonly pool: string;
+  /** Every pool prevResult.pools lists: Nomad's DEL carries no IPAM_POOL to say which one ADD used. */
+  readonly pools: readonly string[];
   readonly prevIps: readonly PrevIp[];
   readonly containerId: string;
   readonly ifname: string;
@@ -19,6 +20,7 @@ export interface FindAllocationsInput {
 
 /** An allocation of this container, with the index a `cas` delete must match. */
 export interface Found {
+  readonly pool: string;
   readonly ip: string;
   readonly key: string;
   readonly modifyIndex: number;
@@ -32,7 +34,16 @@ export interface Found {
  * remember. Keys whose value is not a valid Allocation are passed over with a warning: DEL must not fail on
  * another container's broken key.
  */
-export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) => {
+export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) =>
+  (await Promise.all(input.pools.map((pool) => findInPool({ ...input, pool })))).flat(),
+);
+
+/**
+ * One pool's share. Each address of prevResult.ips is looked up in every listed pool: a key that is absent costs
+ * one read, and the address is found even if the pool's ranges were edited since ADD (reading the ranges
+ * first would cost the same reads and miss it).
+ */
+async function findInPool(input: Omit<FindAllocationsInput, 'pools'> & { readonly pool: string }): Promise<Found[]> {
   const { kv, pool, prevIps, containerId, ifname, dataDir, log } = input;
   const held = await recallHeld(dataDir, pool, containerId, ifname, log);
   const named = [...new Set([...prevIps.map((p) => p.ip), ...(held ? [held] : [])])];
@@ -54,13 +65,13 @@ export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(a
   for (const entry of entries) {
     try {
       const { ip, allocation } = parseAllocation(pool, entry.key, entry.value);
-      if (belongsTo(allocation, containerId, ifname)) found.push({ ip, key: entry.key, modifyIndex: entry.modifyIndex });
+      if (belongsTo(allocation, containerId, ifname)) found.push({ pool, ip, key: entry.key, modifyIndex: entry.modifyIndex });
     } catch (error) {
       log.warn(`passing over ${entry.key}: ${error instanceof CniError ? error.message : String(error)}`);
     }
   }
   return found;
-});
+}
 
 function isOurs(entry: KvEntry, pool: string, containerId: string, ifname: string): boolean {
   try {

@@ -1,4 +1,3 @@
-import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
 import type { AddressRange } from './ip-math';
@@ -14,11 +13,11 @@ export interface LoadedPool {
 }
 
 /**
- * Runs once a server is picked (ADD, CHECK): reads ipam/<name> and checks its IP Ranges. A pool the original
- * serves is served (see readPoolDefinition), with one warning naming the key and what `consul-ipam pool set`
- * would refuse about it.
+ * Reads ipam/<name> and checks its IP Ranges (ADD and CHECK, through load-pools). A pool the original serves is
+ * served (see readPoolDefinition), with one warning naming the key and what `consul-ipam pool set` would refuse
+ * about it.
  */
-export const loadPoolLogic = fromPromise<LoadedPool, { readonly kv: ConsulKv; readonly name: string; readonly log: Log }>(async ({ input: { kv, name, log } }) => {
+export async function loadPool(kv: ConsulKv, name: string, log: Log): Promise<LoadedPool> {
   const entry = await kv.get(poolKey(name));
   if (entry === undefined) {
     throw new CniError(ErrorCode.PoolNotFound, `pool ${name} does not exist: there is no key ${poolKey(name)} in Consul KV`, `server ${kv.server}`);
@@ -26,4 +25,4 @@ export const loadPoolLogic = fromPromise<LoadedPool, { readonly kv: ConsulKv; re
   const { ranges, oddities } = readPoolDefinition(name, entry.value);
   if (oddities.length > 0) log.warn(`pool key ${poolKey(name)} is served as the original serves it, though consul-ipam pool set would refuse it: ${oddities.join('; ')}`);
   return { name, ranges, identity: entry.createIndex };
-});
+}

@@ -9,7 +9,9 @@ export const parseConfigLogic = fromPromise<
 >(async ({ input }) => {
   const config = parseConfig(input.stdin, input.args, input.staticIp ?? true);
   if (config.extraPools > 0) {
-    input.log.warn(`prevResult.pools lists ${config.extraPools + 1} pools; only the first, ${config.pool.name}, is used`);
+    input.log.warn(
+      `prevResult.pools selects ${config.extraPools + 1} pools; ADD takes an address from the first, ${config.pool.name}, only (ipam.all_pools takes one from each)`,
+    );
   }
   return config;
 });

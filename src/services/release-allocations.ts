@@ -7,7 +7,8 @@ import type { Log } from './logger';
 
 export interface ReleaseInput {
   readonly kv: ConsulKv;
-  readonly pool: string;
+  /** The pools searched: the host's note of each is cleared. */
+  readonly pools: readonly string[];
   readonly found: readonly Found[];
   readonly containerId: string;
   readonly ifname: string;
@@ -27,15 +28,18 @@ export interface Released {
  * container's, it is deleted on its new index; reallocated in between, it is left alone — not an error. (The
  * original deleted all keys in one transaction, so one such key made the whole DEL fail and leak the others.)
  */
-export const releaseAllocationsLogic = fromPromise<Released, ReleaseInput>(async ({ input }) => {
-  const { kv, pool, found, containerId, ifname, dataDir, log } = input;
+export const releaseAllocationsLogic = fromPromise<Released, ReleaseInput>(async ({ input }) => releaseFound(input));
+
+/** DEL's release, and ADD's rollback of what it took before a later pool failed. */
+export async function releaseFound(input: ReleaseInput): Promise<Released> {
+  const { kv, pools, found, containerId, ifname, dataDir, log } = input;
   const release = async (f: Found): Promise<boolean> => {
     if (await kv.deleteCas(f.key, f.modifyIndex)) return true;
     const now = await kv.get(f.key);
     if (now === undefined) return true; // gone already: released by a DEL that ran alongside
     let ours = false;
     try {
-      ours = belongsTo(parseAllocation(pool, now.key, now.value).allocation, containerId, ifname);
+      ours = belongsTo(parseAllocation(f.pool, now.key, now.value).allocation, containerId, ifname);
     } catch {
       // Now holds something that is not an Allocation: not ours to delete.
     }
@@ -45,6 +49,8 @@ export const releaseAllocationsLogic = fromPromise<Released, ReleaseInput>(async
   const released = outcomes.filter((o) => o.deleted).map((o) => o.ip);
   const leftAlone = outcomes.filter((o) => !o.deleted).map((o) => o.ip);
   for (const ip of leftAlone) log.info(`${ip} changed hands since it was read; left alone`);
-  await forgetHeld(dataDir, pool, containerId, ifname).catch((error: Error) => log.warn(`cannot clear the host's note for ${containerId}: ${error.message}`));
+  await Promise.all(
+    pools.map((pool) => forgetHeld(dataDir, pool, containerId, ifname).catch((error: Error) => log.warn(`cannot clear the host's note for ${containerId}: ${error.message}`))),
+  );
   return { released, leftAlone };
-});
+}

@@ -9,51 +9,65 @@ import type { LoadedPool } from './load-pool';
 
 export interface VerifyInput {
   readonly kv: ConsulKv;
-  readonly pool: LoadedPool;
+  /** Every pool prevResult.pools lists. */
+  readonly pools: readonly LoadedPool[];
   readonly prevIps: readonly PrevIp[];
   readonly containerId: string;
   readonly ifname: string;
 }
 
-/** The addresses of prevResult.ips that lie in one of the pool's subnets, with their range: CHECK's to verify. */
-export function addressesInPool(pool: LoadedPool, prevIps: readonly PrevIp[]): Assigned[] {
+/** An address of prevResult.ips, with its range and the pool that holds it. */
+export interface PoolAddress extends Assigned {
+  readonly pool: string;
+}
+
+/**
+ * The addresses of prevResult.ips that lie in one of the listed pools' subnets, each with its range and the first
+ * pool whose ranges hold it (an IPv4 and an IPv6 address of a dual-stack ADD each in its own pool): CHECK's to verify.
+ */
+export function addressesInPools(pools: readonly LoadedPool[], prevIps: readonly PrevIp[]): PoolAddress[] {
   return prevIps.flatMap(({ ip }) => {
-    const range = rangeHolding(pool.ranges, ip);
-    return range ? [{ ip, range }] : [];
+    for (const pool of pools) {
+      const range = rangeHolding(pool.ranges, ip);
+      if (range) return [{ ip, range, pool: pool.name }];
+    }
+    return [];
   });
 }
 
-/** CHECK's error when prevResult.ips holds no address of the pool: a CHECK that verified nothing must not pass. */
-export function nothingToVerify(pool: LoadedPool, prevIps: readonly PrevIp[]): CniError {
+const poolNames = (pools: readonly LoadedPool[]): string => `pool${pools.length > 1 ? 's' : ''} ${pools.map((pool) => pool.name).join(', ')}`;
+
+/** CHECK's error when prevResult.ips holds no address of the pools: a CHECK that verified nothing must not pass. */
+export function nothingToVerify(pools: readonly LoadedPool[], prevIps: readonly PrevIp[]): CniError {
   return new CniError(
     ErrorCode.AllocationMismatch,
-    `prevResult.ips holds no address of pool ${pool.name}: there is nothing of this pool to verify`,
+    `prevResult.ips holds no address of ${poolNames(pools)}: there is nothing of ${pools.length > 1 ? 'these pools' : 'this pool'} to verify`,
     prevIps.length === 0 ? 'prevResult.ips is empty' : `prevResult.ips: ${prevIps.map(({ ip, prefix }) => `${ip}/${prefix}`).join(', ')}`,
   );
 }
 
 /**
- * Runs in CHECK (where the original panicked), once the machine knows prevResult.ips holds an address of the
- * pool: every such address must be allocated to this container and interface in Consul. Returns those
- * addresses; fails with code 108 naming each that is not.
+ * Runs in CHECK (where the original panicked), once the machine knows prevResult.ips holds an address of a listed
+ * pool: every such address must be allocated to this container and interface in Consul, in the pool holding it.
+ * Returns those addresses; fails with code 108 naming each that is not.
  */
 export const verifyAllocationsLogic = fromPromise<Assigned[], VerifyInput>(async ({ input }) => {
-  const { kv, pool, prevIps, containerId, ifname } = input;
-  const ours = addressesInPool(pool, prevIps);
-  if (ours.length === 0) throw nothingToVerify(pool, prevIps);
+  const { kv, pools, prevIps, containerId, ifname } = input;
+  const ours = addressesInPools(pools, prevIps);
+  if (ours.length === 0) throw nothingToVerify(pools, prevIps);
   const problems: string[] = [];
   await Promise.all(
-    ours.map(async ({ ip }) => {
-      const entry = await kv.get(allocationKey(pool.name, ip));
-      if (entry === undefined) return problems.push(`${ip} is not allocated`);
-      const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
+    ours.map(async ({ ip, pool }) => {
+      const entry = await kv.get(allocationKey(pool, ip));
+      if (entry === undefined) return problems.push(`${ip} is not allocated in pool ${pool}`);
+      const { allocation } = parseAllocation(pool, entry.key, entry.value);
       if (!belongsTo(allocation, containerId, ifname)) {
         problems.push(`${ip} is allocated to ${allocation.target}${allocation.ifname ? ` (${allocation.ifname})` : ''}`);
       }
     }),
   );
   if (problems.length > 0) {
-    throw new CniError(ErrorCode.AllocationMismatch, `pool ${pool.name} does not hold the addresses of ${containerId}`, problems.sort().join('; '));
+    throw new CniError(ErrorCode.AllocationMismatch, `${poolNames(pools)} do${pools.length > 1 ? '' : 'es'} not hold the addresses of ${containerId}`, problems.sort().join('; '));
   }
-  return ours;
+  return ours.map(({ ip, range }) => ({ ip, range }));
 });

@@ -66,6 +66,8 @@ interface Scenario {
   netns(n?: number): { name: string; path: string };
   /** A second pool in the scenario's slice, listed after the first in `conflist`, made on first use. */
   secondPool(): Promise<string>;
+  /** An IPv6 pool (the scenario's own /64), listed after the first, with `ipam.all_pools` set: dual-stack. */
+  ipv6Pool(): Promise<string>;
   conflist(cniVersion?: string): object;
   request(containerId: string, netnsPath: string, more?: Partial<LibcniRequest>): LibcniRequest;
   /** The allocations of the pool (default the first) as `ip → target`. */
@@ -82,6 +84,7 @@ async function scenario(size = 12): Promise<Scenario> {
   const cleanup = new Cleanup();
   const cacheDir = path.join(work, `cache-${index}`);
   const pools = [pool];
+  let allPools = false;
   const self: Scenario = {
     pool,
     async secondPool() {
@@ -91,6 +94,15 @@ async function scenario(size = 12): Promise<Scenario> {
         pools.push(second);
       }
       return second;
+    },
+    async ipv6Pool() {
+      const v6 = `${pool}-6`;
+      if (!pools.includes(v6)) {
+        await putPool(consul.kv, v6, [{ subnet: `fd97:${octet}:${index}::/64`, gateway: `fd97:${octet}:${index}::1`, rangeStart: `fd97:${octet}:${index}::10`, rangeEnd: `fd97:${octet}:${index}::1f` }]);
+        pools.push(v6);
+        allPools = true;
+      }
+      return v6;
     },
     cleanup,
     netns(n = 0) {
@@ -114,6 +126,7 @@ async function scenario(size = 12): Promise<Scenario> {
               pools: pools.map((name) => ({ name })),
               consul_servers: [consul.url],
               data_dir: path.join(work, 'data'),
+              ...(allPools ? { all_pools: true } : {}),
             },
           },
         ],
@@ -334,12 +347,40 @@ test('CNI_ARGS IPAM_POOL= picks the pool among those the config lists', { skip }
     assert.match(unknown.json?.details ?? '', new RegExp(`the config lists ${s.pool}, ${second}`));
     assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' });
 
-    // The README's warning: Nomad sends no CNI_ARGS on DEL, and such a DEL looks in the first pool only.
+    // Nomad sends no CNI_ARGS on DEL: DEL looks in every listed pool, with libcni's cached result and without it.
     libcniOk(await libcni(driver, 'DEL', { ...request, args: [] }), 'DEL without CNI_ARGS');
-    assert.deepEqual(await s.allocations(second), { [addressOf(address)]: 'alloc-pool-b' }, 'a DEL without IPAM_POOL leaves it taken');
+    assert.deepEqual(await s.allocations(second), {}, 'a DEL without IPAM_POOL releases it');
 
-    libcniOk(await libcni(driver, 'DEL', request), 'DEL with IPAM_POOL=');
-    assert.deepEqual(await s.allocations(second), {});
+    recreateNetns(ns.name);
+    const again = assertOnEth0(libcniOk(await libcni(driver, 'ADD', request), 'ADD with IPAM_POOL= again'), ns.name);
+    rmSync(path.join(request.cacheDir, 'results'), { recursive: true });
+    libcniOk(await libcni(driver, 'DEL', { ...request, args: [] }), 'DEL without CNI_ARGS nor a cached result');
+    assert.deepEqual(await s.allocations(second), {}, `${again} found by its target in the second pool and released`);
+  } finally {
+    await s.cleanup.run();
+  }
+});
+
+test('dual-stack: ipam.all_pools gives eth0 an IPv4 and an IPv6 address, CHECK passes, DEL gives both back', { skip }, async () => {
+  const s = await scenario(8);
+  try {
+    const v6 = await s.ipv6Pool();
+    const ns = s.netns();
+    const request = s.request('alloc-dual', ns.path);
+    const result = libcniOk(await libcni(driver, 'ADD', request), 'dual-stack ADD');
+    const [v4Address, v6Address] = (result.ips as Array<{ address: string }>).map((ip) => ip.address);
+    assert.equal(result.ips.length, 2, JSON.stringify(result));
+    assert.deepEqual(interfaceAddresses(ns.name), [v4Address], 'the IPv4 address is on eth0');
+    assert.deepEqual(interfaceAddresses(ns.name, 'eth0', 'inet6'), [v6Address], 'the IPv6 address is on eth0');
+    assert.match(v6Address!, new RegExp(`^fd97:${octet}:\\d+::1[0-9a-f]/64$`));
+    const routes = sh('ip', ['netns', 'exec', ns.name, 'ip', '-6', 'route', 'show', 'default']);
+    assert.match(routes, /^default via fd97:/, 'the IPv6 default route of the result is installed');
+    assert.deepEqual(await s.allocations(), { [addressOf(v4Address!)]: 'alloc-dual' });
+    assert.deepEqual(await s.allocations(v6), { [addressOf(v6Address!)]: 'alloc-dual' });
+
+    libcniOk(await libcni(driver, 'CHECK', request), 'CHECK');
+    libcniOk(await libcni(driver, 'DEL', request), 'DEL');
+    assert.deepEqual({ ...(await s.allocations()), ...(await s.allocations(v6)) }, {}, 'DEL gave both back');
   } finally {
     await s.cleanup.run();
   }

@@ -22,7 +22,7 @@ async function releaseWithOldIndex(rewrite: object) {
   await agent.kv.put(key, rewrite);
   assert.notEqual((await agent.kv.get(key))!.modifyIndex, old);
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
-  const input = { kv, pool: 'rel', found: [{ ip: '10.0.0.5', key, modifyIndex: old }], containerId: 'c1', ifname: 'eth0', dataDir: tempDir(), log: silentLog };
+  const input = { kv, pools: ['rel'], found: [{ pool: 'rel', ip: '10.0.0.5', key, modifyIndex: old }], containerId: 'c1', ifname: 'eth0', dataDir: tempDir(), log: silentLog };
   return { key, outcome: await toPromise(createActor(releaseAllocationsLogic, { input }).start()) };
 }
 

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fromPromise } from 'xstate';
 import { addCommandMachine } from '../../src/machines/add-command.machine';
@@ -6,6 +6,7 @@ import { CniError, ErrorCode } from '../../src/cni/errors';
 import type { ChooseIpInput, Choice } from '../../src/services/choose-ip';
 import { normalizeRange } from '../../src/services/ip-math';
 import type { LoadedPool } from '../../src/services/load-pool';
+import type { Taken } from '../../src/services/release-taken';
 import { commandInput, configText, finalStates, inTurn, rejects, resolves, runMachine, unusedKv } from '../support/machines';
 
 const range = normalizeRange({ subnet: '10.0.20.0/23', gateway: '10.0.20.1' });
@@ -18,7 +19,7 @@ async function run(actors: Record<string, unknown>, stdin = configText()) {
   const machine = addCommandMachine.provide({
     actors: {
       pickServer: resolves(unusedKv),
-      loadPool: resolves(pool),
+      loadPools: resolves([{ pool }]),
       recallHost: resolves({ lastReserved: '10.0.20.9' }),
       chooseIp: resolves(free('10.0.20.10')),
       claimIp: resolves({ won: true }),
@@ -41,7 +42,7 @@ function assertError(output: unknown, code: number, cniVersion = '1.0.0'): CniEr
 
 test('a free address is chosen, claimed and returned with its prefix and gateway', async () => {
   const { output, visited } = await run({});
-  assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
+  assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
   assert.deepEqual(output, {
     type: 'ok',
     result: { cniVersion: '1.0.0', ips: [{ address: '10.0.20.10/23', gateway: '10.0.20.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.0.20.1' }], dns: {} },
@@ -98,10 +99,11 @@ test('a requested IP is checked, then claimed without a search', async () => {
         mode = input.mode;
         return { won: true };
       }),
+      loadPools: resolves([{ pool, requestedIp: '10.0.21.200' }]),
     },
     configText({ requestedIp: '10.0.21.200' }),
   );
-  assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'checkingRequestedIp', 'claimingRequestedIp', 'succeeded']);
+  assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'checkingRequestedIp', 'claimingRequestedIp', 'succeeded']);
   assert.equal(mode, 'requested');
   assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.21.200/23');
 });
@@ -109,7 +111,7 @@ test('a requested IP is checked, then claimed without a search', async () => {
 test('a requested IP outside the pool ends in requestRefused (103), nothing claimed', async () => {
   let claimed = false;
   const { output, visited } = await run(
-    { claimIp: fromPromise(async () => ((claimed = true), { won: true })) },
+    { claimIp: fromPromise(async () => ((claimed = true), { won: true })), loadPools: resolves([{ pool, requestedIp: '10.9.9.9' }]) },
     configText({ requestedIp: '10.9.9.9' }),
   );
   assert.equal(visited[visited.length - 1], 'requestRefused');
@@ -141,7 +143,7 @@ test('no reachable server ends in consulUnreachable', async () => {
 });
 
 test('a missing pool ends in poolUnusable', async () => {
-  const { output } = await run({ loadPool: rejects(new CniError(ErrorCode.PoolNotFound, 'pool pool1 does not exist')) });
+  const { output } = await run({ loadPools: rejects(new CniError(ErrorCode.PoolNotFound, 'pool pool1 does not exist')) });
   assertError(output, ErrorCode.PoolNotFound);
 });
 
@@ -154,8 +156,116 @@ for (const failing of ['recallHost', 'chooseIp', 'claimIp'] as const) {
 }
 
 test('a failed static write ends in consulFailed', async () => {
-  const { output } = await run({ claimIp: rejects(new Error('socket hang up')) }, configText({ requestedIp: '10.0.21.200' }));
+  const { output } = await run({ claimIp: rejects(new Error('socket hang up')), loadPools: resolves([{ pool, requestedIp: '10.0.21.200' }]) }, configText({ requestedIp: '10.0.21.200' }));
   assertError(output, ErrorCode.Unexpected);
+});
+
+describe('with ipam.all_pools', () => {
+  const range6 = normalizeRange({ subnet: 'fd00:20::/64', gateway: 'fd00:20::1' });
+  const pool6: LoadedPool = { name: 'pool6', ranges: [range6], identity: 8 };
+  const dualStack = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'net',
+    ipam: { type: 'ipam-delegated', consul_servers: ['http://consul.invalid:8500'], cas_retries: 2, all_pools: true },
+    prevResult: { pools: [{ name: 'pool1' }, { name: 'pool6' }] },
+  });
+  /** chooseIp answering per pool: a free address of pool1, then of pool6 unless a test says otherwise. */
+  const perPool = (answers: Record<string, Choice>) => fromPromise<Choice, ChooseIpInput>(async ({ input }) => answers[input.pool.name]!);
+  const bothFree = { pool1: free('10.0.20.10'), pool6: { kind: 'free', candidate: { ip: 'fd00:20::10', range: range6 } } as Choice };
+  /** An actor that answers `first` once, then fails with `error`. */
+  const thenThrows = <T>(first: T, error: Error) => {
+    let calls = 0;
+    return fromPromise<T, unknown>(async () => {
+      if (calls++ === 0) return first;
+      throw error;
+    });
+  };
+  const rollback = () => {
+    const calls: Array<readonly Taken[]> = [];
+    return { calls, actor: fromPromise<object, { taken: readonly Taken[] }>(async ({ input }) => (calls.push(input.taken), { released: [], leftAlone: [] })) };
+  };
+
+  test('one address from each pool, each with its default route', async () => {
+    const { output, visited } = await run({ loadPools: resolves([{ pool }, { pool: pool6 }]), chooseIp: perPool(bothFree) }, dualStack);
+    assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'recallingHost', 'choosingIp', 'claimingIp', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
+    assert.deepEqual(output, {
+      type: 'ok',
+      result: {
+        cniVersion: '1.0.0',
+        ips: [
+          { address: '10.0.20.10/23', gateway: '10.0.20.1' },
+          { address: 'fd00:20::10/64', gateway: 'fd00:20::1' },
+        ],
+        routes: [
+          { dst: '0.0.0.0/0', gw: '10.0.20.1' },
+          { dst: '::/0', gw: 'fd00:20::1' },
+        ],
+        dns: {},
+      },
+    });
+  });
+
+  test('each pool starts its search afresh: its own hint, no losses carried over', async () => {
+    const inputs: ChooseIpInput[] = [];
+    await run(
+      {
+        loadPools: resolves([{ pool }, { pool: pool6 }]),
+        chooseIp: fromPromise<Choice, ChooseIpInput>(async ({ input }) => (inputs.push(input), bothFree[input.pool.name as 'pool1' | 'pool6'])),
+        claimIp: inTurn({ won: false }, { won: true }, { won: true }),
+        recallHost: fromPromise<object, { pool: LoadedPool }>(async ({ input }) => ({ lastReserved: input.pool.name === 'pool1' ? '10.0.20.9' : 'fd00:20::9' })),
+      },
+      dualStack,
+    );
+    assert.deepEqual(inputs.map((i) => [i.pool.name, i.after, i.lost, i.avoid.length]), [['pool1', '10.0.20.9', 0, 0], ['pool1', '10.0.20.9', 1, 1], ['pool6', 'fd00:20::9', 0, 0]]);
+  });
+
+  test('a full second pool releases what the first gave, then ends in poolFull (104)', async () => {
+    const { calls, actor } = rollback();
+    const { output, visited } = await run(
+      { loadPools: resolves([{ pool }, { pool: pool6 }]), chooseIp: perPool({ ...bothFree, pool6: { kind: 'full' } }), releaseTaken: actor },
+      dualStack,
+    );
+    assert.deepEqual(visited.slice(-3), ['choosingIp', 'rollingBack', 'poolFull']);
+    assert.deepEqual(calls, [[{ pool: 'pool1', ip: '10.0.20.10' }]]);
+    assert.match(assertError(output, ErrorCode.PoolFull).message, /pool pool6 is full/);
+  });
+
+  for (const [failure, actors] of [
+    ['consulFailed', () => ({ claimIp: thenThrows({ won: true }, new CniError(ErrorCode.KvFailure, 'Consul refused a write')) })],
+    ['raceLost', () => ({ claimIp: inTurn({ won: true }, { won: false }) })],
+    ['requestRefused', () => ({ loadPools: resolves([{ pool }, { pool: pool6, requestedIp: 'fd00:99::5' }]), checkRequestedIp: rejects(new CniError(ErrorCode.RequestedIpNotInPool, 'requested IP fd00:99::5 does not fit pool pool6')) })],
+  ] as const) {
+    test(`${failure} in the second pool comes after the rollback of the first, and a failed rollback does not hide it`, async () => {
+      const { calls, actor } = rollback();
+      const { output, visited } = await run({ loadPools: resolves([{ pool }, { pool: pool6 }]), chooseIp: perPool(bothFree), releaseTaken: actor, ...actors() }, dualStack);
+      assert.deepEqual(visited.slice(-2), ['rollingBack', failure]);
+      assert.equal(calls.length, 1);
+      const failed = await run({ loadPools: resolves([{ pool }, { pool: pool6 }]), chooseIp: perPool(bothFree), releaseTaken: rejects(new Error('Consul is gone')), ...actors() }, dualStack);
+      assert.deepEqual(failed.visited.slice(-2), ['rollingBack', failure]);
+      assert.equal((failed.output as { error: CniError }).error.code, (output as { error: CniError }).error.code);
+    });
+  }
+
+  test('an address the first pool already held is not released when the second fails: this ADD did not take it', async () => {
+    const { calls, actor } = rollback();
+    const { visited } = await run(
+      {
+        loadPools: resolves([{ pool }, { pool: pool6 }]),
+        recallHost: inTurn({ held: { ip: '10.0.20.77', range } }, {}),
+        chooseIp: resolves({ kind: 'full' }),
+        releaseTaken: actor,
+      },
+      dualStack,
+    );
+    assert.deepEqual(visited.slice(-2), ['choosingIp', 'poolFull']);
+    assert.equal(calls.length, 0);
+  });
+
+  test('a static IP no pool holds is refused (103) before anything is written', async () => {
+    const { output, visited } = await run({ loadPools: rejects(new CniError(ErrorCode.RequestedIpNotInPool, 'requested IP 10.9.9.9 fits none of the pools pool1, pool6')) }, dualStack);
+    assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'requestRefused']);
+    assertError(output, ErrorCode.RequestedIpNotInPool);
+  });
 });
 
 test('every final state of ADD is reached by a test above', () => {

@@ -11,7 +11,7 @@ import { commandInput, configText, finalStates, rejects, resolves, runMachine, u
 
 const range = normalizeRange({ subnet: '10.0.20.0/23', gateway: '10.0.20.1' });
 const pool: LoadedPool = { name: 'pool1', ranges: [range], identity: 7 };
-const found: Found[] = [{ ip: '10.0.20.10', key: 'ipam/pool1/10.0.20.10', modifyIndex: 42 }];
+const found: Found[] = [{ pool: 'pool1', ip: '10.0.20.10', key: 'ipam/pool1/10.0.20.10', modifyIndex: 42 }];
 const kvDown = new CniError(ErrorCode.TryAgainLater, 'cannot reach Consul');
 
 describe('DEL', () => {
@@ -60,6 +60,14 @@ describe('DEL', () => {
     });
   }
 
+  test('searches and releases in every pool prevResult.pools lists, whatever IPAM_POOL says (Nomad sends none on DEL)', async () => {
+    const twoPools = JSON.stringify({ ...JSON.parse(configText({ ips: ['10.0.20.10/23'] })), prevResult: { ips: [{ address: '10.0.20.10/23' }], pools: [{ name: 'pool1' }, { name: 'blue' }] } });
+    const seen: Array<readonly string[]> = [];
+    const record = <T>(value: T) => fromPromise<T, { pools: readonly string[] }>(async ({ input }) => (seen.push(input.pools), value));
+    await run({ findAllocations: record(found), releaseAllocations: record({ released: [], leftAlone: [] }) }, twoPools);
+    assert.deepEqual(seen, [['pool1', 'blue'], ['pool1', 'blue']]);
+  });
+
   test('every final state of DEL is reached', () => {
     assert.deepEqual([...reached].sort(), finalStates(delCommandMachine).sort());
   });
@@ -69,7 +77,7 @@ describe('CHECK', () => {
   const reached = new Set<string>();
   async function run(actors: Record<string, unknown>, stdin = configText({ ips: ['10.0.20.10/23'], cniVersion: '0.4.0' })) {
     const machine = checkCommandMachine.provide({
-      actors: { pickServer: resolves(unusedKv), loadPool: resolves(pool), verifyAllocations: resolves([{ ip: '10.0.20.10', range }]), ...actors } as never,
+      actors: { pickServer: resolves(unusedKv), loadPools: resolves([{ pool }]), verifyAllocations: resolves([{ ip: '10.0.20.10', range }]), ...actors } as never,
     });
     const result = await runMachine(machine, commandInput(stdin, { command: 'CHECK' }));
     reached.add(result.final);
@@ -78,7 +86,7 @@ describe('CHECK', () => {
 
   test('prints the verified addresses in the config version (0.4.0 carries "version")', async () => {
     const { output, visited } = await run({});
-    assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'verifying', 'succeeded']);
+    assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'verifying', 'succeeded']);
     assert.deepEqual(output.type === 'ok' && output.result?.ips, [{ version: '4', address: '10.0.20.10/23', gateway: '10.0.20.1' }]);
   });
 
@@ -95,7 +103,7 @@ describe('CHECK', () => {
         { verifyAllocations: fromPromise(async () => ((verified = true), [])) },
         configText({ ips, cniVersion: '1.0.0' }),
       );
-      assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPool', 'nothingToVerify']);
+      assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'nothingToVerify']);
       assert.equal(verified, false);
       assert.equal(output.type === 'error' && output.error.code, ErrorCode.AllocationMismatch);
       assert.match(output.type === 'error' ? output.error.message : '', /no address of pool pool1: there is nothing of this pool to verify/);
@@ -106,7 +114,29 @@ describe('CHECK', () => {
   test('bad stdin, no server, missing pool end in their own states', async () => {
     assert.equal((await run({}, '{}')).final, 'invalidInput');
     assert.equal((await run({ pickServer: rejects(kvDown) })).final, 'consulUnreachable');
-    assert.equal((await run({ loadPool: rejects(new CniError(ErrorCode.PoolNotFound, 'no pool')) })).final, 'poolUnusable');
+    assert.equal((await run({ loadPools: rejects(new CniError(ErrorCode.PoolNotFound, 'no pool')) })).final, 'poolUnusable');
+  });
+
+  test('every listed pool is read, and each address is verified against them all', async () => {
+    const twoPools = JSON.stringify({
+      ...JSON.parse(configText({ ips: ['10.0.20.10/23', 'fd00:20::10/64'] })),
+      ipam: { type: 'ipam-delegated', consul_servers: ['http://consul.invalid:8500'], all_pools: true },
+      prevResult: { ips: [{ address: '10.0.20.10/23' }, { address: 'fd00:20::10/64' }], pools: [{ name: 'pool1' }, { name: 'pool6' }] },
+    });
+    const range6 = normalizeRange({ subnet: 'fd00:20::/64', gateway: 'fd00:20::1' });
+    const pool6: LoadedPool = { name: 'pool6', ranges: [range6], identity: 8 };
+    let loaded: readonly string[] = [];
+    let verified: readonly LoadedPool[] = [];
+    const { output } = await run(
+      {
+        loadPools: fromPromise<object, { pools: ReadonlyArray<{ name: string }> }>(async ({ input }) => ((loaded = input.pools.map((p) => p.name)), [{ pool }, { pool: pool6 }])),
+        verifyAllocations: fromPromise<object, { pools: readonly LoadedPool[] }>(async ({ input }) => ((verified = input.pools), [{ ip: '10.0.20.10', range }, { ip: 'fd00:20::10', range: range6 }])),
+      },
+      twoPools,
+    );
+    assert.deepEqual(loaded, ['pool1', 'pool6']);
+    assert.deepEqual(verified, [pool, pool6]);
+    assert.deepEqual(output.type === 'ok' && output.result?.routes, [{ dst: '0.0.0.0/0', gw: '10.0.20.1' }, { dst: '::/0', gw: 'fd00:20::1' }]);
   });
 
   test('every final state of CHECK is reached', () => {
