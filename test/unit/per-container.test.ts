@@ -91,3 +91,36 @@ describe('a pool per container (CNI_ARGS IPAM_POOL)', () => {
     fails(() => parseConfig(stdin(), cniArgs('IPAM_POOL=blue,')), ErrorCode.InvalidEnvironment, /IPAM_POOL/);
   });
 });
+
+describe('with ipam.all_pools', () => {
+  const allPools = (more: object = {}) => stdin({ ipam: { ...base.ipam, all_pools: true }, ...more });
+
+  test('every selected pool is served, in order, each with its own requested-ip; nothing is counted for a warning', () => {
+    const config = parseConfig(allPools());
+    assert.deepEqual(config.pools, [{ name: 'blue' }, { name: 'green', requestedIp: '10.0.1.7' }, { name: 'red' }]);
+    assert.equal(config.extraPools, 0);
+    assert.equal(config.allPools, true);
+    assert.deepEqual(parseConfig(allPools(), cniArgs('IPAM_POOL=red,blue')).pools, [{ name: 'red' }, { name: 'blue' }]);
+  });
+
+  test("the container's static IP is left for ADD to place once it has read the pools' subnets", () => {
+    const config = parseConfig(allPools(), cniArgs('IP=fd00::5'));
+    assert.equal(config.staticIp, 'fd00::5');
+    assert.deepEqual(config.pools[1], { name: 'green', requestedIp: '10.0.1.7' });
+  });
+
+  test('without all_pools, ADD serves the first pool only and counts the others for a warning', () => {
+    const config = parseConfig(stdin(), cniArgs('IP=10.0.0.9'));
+    assert.deepEqual(config.pools, [{ name: 'blue', requestedIp: '10.0.0.9' }]);
+    assert.equal(config.staticIp, undefined);
+    assert.equal(config.extraPools, 2);
+  });
+
+  test('DEL and CHECK see every listed pool, whatever IPAM_POOL narrows ADD to', () => {
+    assert.deepEqual(parseConfig(stdin(), cniArgs('IPAM_POOL=red'), false).listedPools, ['blue', 'green', 'red']);
+  });
+
+  test('all_pools must be a boolean', () => {
+    fails(() => parseConfig(allPools({ ipam: { ...base.ipam, all_pools: 'yes' } })), ErrorCode.InvalidConfig, /ipam\.all_pools/);
+  });
+});
