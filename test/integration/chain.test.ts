@@ -260,6 +260,26 @@ describe('failures', () => {
   });
 });
 
+describe('ipam-ds-static on its own: IPAM_POOL narrows the pools on ADD only', () => {
+  const listed = [{ name: 'v4' }, { name: 'v6', requested_ip: 'fd00::5', extra: 'kept' }];
+  const selector = (command: string, args: string) =>
+    runCni(path.join(cniPath, 'ipam-ds-static'), { command, config: networkConfig({ pools: listed }), env: cniEnv('sel-1', { CNI_ARGS: args }) });
+
+  test('ADD with IPAM_POOL emits the named pools, in that order, as written', async () => {
+    const add = await selector('ADD', 'IgnoreUnknown=1;IPAM_POOL=v6,v4');
+    assert.equal(add.code, 0, add.stdout);
+    assert.deepEqual(add.json, { cniVersion: '1.0.0', ips: [], routes: [], dns: {}, pools: [listed[1], listed[0]] });
+  });
+
+  test('DEL emits every listed pool whatever IPAM_POOL says; an unlisted pool on ADD is 7 naming both', async () => {
+    assert.deepEqual((await selector('DEL', 'IPAM_POOL=v6')).json.pools, listed);
+    const bad = await selector('ADD', 'IPAM_POOL=v9');
+    assert.equal(bad.code, 1);
+    assert.equal(bad.json.code, 7);
+    assert.match(bad.json.details, /the config lists v4, v6/);
+  });
+});
+
 describe('the two new executables on their own', () => {
   for (const name of ['ipam-delegated', 'ipam-ds-static']) {
     test(`${name}: the "about" run prints one line with a semver version and exits 0 quickly`, async () => {
