@@ -106,3 +106,14 @@ test('CHECK verifies each address in the pool holding it: a lost IPv6 allocation
   assert.match(error.details ?? '', /fd00:31::2 is allocated to intruder/);
   assert.doesNotMatch(error.details ?? '', /10\.31\.0\.2/);
 });
+
+test('GC collects a stale dual-stack container in both pools, and keeps a live one in both', T, async () => {
+  const s = await dualStack();
+  for (const id of ['ds-live', 'ds-gone']) assertSuccess(await runPlugin({ command: 'ADD', containerId: id, config: s.config() }));
+  const base = s.config();
+  const gc = { ...base, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: 'ds-live', ifname: 'eth0' }], prevResult: { pools: base.prevResult.pools } };
+  const run = await runPlugin({ command: 'GC', config: gc, env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined } });
+  assert.equal(run.code, 0, describeRun(run));
+  assert.deepEqual(await targets(s.v4), [['10.31.0.2', 'ds-live']]);
+  assert.deepEqual(await targets(s.v6), [['fd00:31::2', 'ds-live']]);
+});
