@@ -95,6 +95,8 @@ export const addCommandMachine = setup({
     })),
   },
   guards: {
+    /** The static IP fits none of the pools (103), as opposed to a pool that cannot be read. */
+    ipRefused: (_, params: { error: unknown }) => toCniError(params.error).code === ErrorCode.RequestedIpNotInPool,
     hasRequestedIp: ({ context }) => context.plans[context.index]?.requestedIp !== undefined,
     morePools: ({ context }) => context.index + 1 < context.plans.length,
     tookSome: ({ context }) => context.taken.length > 0,
@@ -146,7 +148,7 @@ export const addCommandMachine = setup({
         onDone: { target: 'startingPool', actions: assign({ plans: ({ event }) => event.output }) },
         onError: [
           {
-            guard: ({ event }) => toCniError(event.error).code === ErrorCode.RequestedIpNotInPool,
+            guard: { type: 'ipRefused', params: ({ event }) => ({ error: event.error }) },
             target: 'requestRefused',
             actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) },
           },
