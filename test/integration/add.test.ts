@@ -360,7 +360,7 @@ test('verbose flavour: logs the version and the machine states to the log file, 
   const log = readFileSync(logFile, 'utf8');
   assert.ok(log.includes(`v${packageVersion}`), `the version is logged:\n${log}`);
   assert.match(log, /DEBUG/, 'at debug level');
-  for (const state of ['parsing', 'pickingServer', 'loadingPool', 'choosingIp', 'claimingIp', 'succeeded']) {
+  for (const state of ['parsing', 'pickingServer', 'loadingPools', 'choosingIp', 'claimingIp', 'succeeded']) {
     assert.ok(log.includes(`add: "${state}"`), `the machine's state ${state} is logged:\n${log}`);
   }
   assert.match(log, new RegExp(`ipam/${s.pool}\\S* -> 200`), `Consul requests and their outcome are logged:\n${log}`);
