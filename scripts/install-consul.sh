@@ -24,46 +24,13 @@ exec 9>"$cache/consul.lock"
 flock 9 || die "could not lock $cache/consul.lock"
 if works; then echo "$bin"; exit 0; fi
 
-# The mirror URI: the first URIs value of the deb822 stanza for the main suite
-# (not -security/-updates), else the first plain `deb` line of sources.list.
-mirror_uri() {
-  local f=/etc/apt/sources.list.d/debian.sources
-  if [[ -r $f ]]; then
-    awk '
-      function flush() { if (!found && uri != "" && main) { print uri; found = 1 } uri = ""; main = 0 }
-      /^[[:space:]]*$/ { flush(); next }
-      /^URIs:/   { if (uri == "") uri = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-/) main = 1 }
-      END { flush() }
-    ' "$f"
-  elif [[ -r /etc/apt/sources.list ]]; then
-    # deb [options] URI suite components...
-    sed -E 's/\[[^]]*\]//' /etc/apt/sources.list |
-      awk '$1 == "deb" && $3 !~ /-/ { print $2; exit }'
-  fi
-}
-uri="$(mirror_uri)"
-[[ -n $uri ]] || die "no Debian mirror URI found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
-
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/deb"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri bullseye main" >"$tmp/sources.list"
-
-apt_opts=(
-  -q -o Dir::Etc::SourceList="$tmp/sources.list"
-  -o Dir::Etc::SourceParts=/dev/null
-  -o Dir::State::Lists="$tmp/lists"
-  -o Dir::Cache="$tmp/cache"
-  # The _apt sandbox user could not write into our root-owned temp dir.
-  -o APT::Sandbox::User=root
-)
-log="$tmp/apt.log"
+# shellcheck source=lib/private-apt.sh
+source "$root/scripts/lib/private-apt.sh"
 fail() { cat "$log" >&2 || true; die "$*"; }
-
-apt-get "${apt_opts[@]}" update >"$log" 2>&1 || fail "apt-get update of bullseye from $uri failed (output above)"
-# apt-get update can exit 0 when the source could not be fetched; catch that.
-if grep -qE '^(E: |W: (Failed to fetch|Some index files failed))' "$log"; then fail "apt-get update of bullseye from $uri reported problems (output above)"; fi
+private_apt_update "$tmp" bullseye
+mkdir -p "$tmp/deb"
 (cd "$tmp/deb" && apt-get "${apt_opts[@]}" download consul) >"$log" 2>&1 || fail "apt-get download consul failed (output above)"
 
 deb="$(ls "$tmp"/deb/consul_*.deb 2>/dev/null | head -n1)"

@@ -2,7 +2,9 @@
 # Installs the real container runtimes the runtime tests drive (test/integration/libcni.test.ts and
 # podman.test.ts), from Debian, once per machine:
 #   - golang-go and golang-github-appc-cni-dev (libcni 1.1.2, the one Nomad 1.7-1.8 link), to build our
-#     small libcni driver (test/runtimes/libcni-driver/main.go) offline into .cache/libcni-driver/;
+#     small libcni driver (test/runtimes/libcni-driver, without the libcni13 tag: no GC nor STATUS) offline
+#     into .cache/libcni-driver/, with build.json beside it naming the libcni, Go and plugins versions
+#     (libcni 1.3.0 is install-libcni-1.3.sh's);
 #   - podman 4.3 with runc (its CNI backend is what the podman tests use), and busybox-static for an image
 #     made without a registry;
 #   - containernetworking-plugins (bridge, ...) and iproute2 (ip netns).
@@ -12,7 +14,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache"
-source_file="$root/test/runtimes/libcni-driver/main.go"
+source_dir="$root/test/runtimes/libcni-driver"
 
 die() { echo "install-runtimes: $*" >&2; exit 1; }
 
@@ -23,14 +25,16 @@ installed() {
   for c in go podman runc ip; do command -v "$c" >/dev/null 2>&1 || return 1; done
 }
 
-# The driver is cached under a name that changes with its source and the Go toolchain, so an edit of
-# main.go or a new Go rebuilds it and an old build is never used by mistake.
+deb_version() { dpkg-query -W -f='${Version}' "$1"; }
+
+# The driver is cached under a name that changes with its source, the Go toolchain and libcni, so an edit
+# of the driver or a new Go or libcni rebuilds it and an old build is never used by mistake.
 driver_path() {
   local id
-  id="$( { cat "$source_file"; go version; } | sha256sum | cut -c1-16)"
+  id="$( { cat "$source_dir"/*.go; go version; deb_version golang-github-appc-cni-dev; } | sha256sum | cut -c1-16)"
   echo "$cache/libcni-driver/$id/libcni-driver"
 }
-ready() { installed && [[ -x $(driver_path) ]]; }
+ready() { installed && [[ -x $(driver_path) && -f $(dirname "$(driver_path)")/build.json ]]; }
 
 if ready; then driver_path; exit 0; fi
 
@@ -61,8 +65,12 @@ fi
 driver="$(driver_path)"
 stage="$(mktemp -d "$cache/libcni-driver.partial.XXXXXX")"
 trap 'rm -f "$log"; rm -rf "$stage"' EXIT
-GO111MODULE=off GOPATH="/usr/share/gocode:$stage/gopath" GOCACHE="$stage/gocache" GOFLAGS= CGO_ENABLED=0 \
-  go build -o "$stage/libcni-driver" "$source_file" >"$log" 2>&1 || fail "go build of $source_file failed (output above)"
-mkdir -p "$(dirname "$driver")"
-mv "$stage/libcni-driver" "$driver"
+mkdir "$stage/out"
+(cd "$source_dir" && GO111MODULE=off GOPATH="/usr/share/gocode:$stage/gopath" GOCACHE="$stage/gocache" GOFLAGS= CGO_ENABLED=0 \
+  go build -o "$stage/out/libcni-driver" .) >"$log" 2>&1 || fail "go build of $source_dir failed (output above)"
+printf '{"libcni":"%s","go":"%s","referencePlugins":"/usr/lib/cni","referencePluginsVersion":"%s"}\n' \
+  "$(deb_version golang-github-appc-cni-dev)" "$(go version | cut -d" " -f3)" "$(deb_version containernetworking-plugins)" >"$stage/out/build.json"
+mkdir -p "$(dirname "$(dirname "$driver")")"
+rm -rf "$(dirname "$driver")"
+mv "$stage/out" "$(dirname "$driver")"
 echo "$driver"

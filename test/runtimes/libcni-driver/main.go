@@ -1,10 +1,14 @@
 // A runtime in one page: drives a CNI conflist through libcni exactly as Nomad (via go-cni), containerd,
 // CRI-O and podman 4 do, so the tests exercise our plugins under real runtime code rather than our own idea
-// of it. Built offline by scripts/install-runtimes.sh against Debian's golang-github-appc-cni-dev (libcni
-// 1.1.2, what Nomad 1.7-1.8 link).
+// of it. Built offline from this directory twice, against two libcni releases:
+//   - scripts/install-runtimes.sh: Debian bookworm's golang-github-appc-cni-dev (libcni 1.1.2, what Nomad
+//     1.7-1.8 link) with bookworm's golang-go; ADD, CHECK and DEL.
+//   - scripts/install-libcni-1.3.sh, with the build tag libcni13: Debian forky's golang-github-appc-cni-dev
+//     (libcni 1.3.0, spec 1.1.0) with Go 1.23 from bookworm-backports; also GC and STATUS (gc_status.go;
+//     the other build answers them with no_gc_status.go's error).
 //
 // Usage: libcni-driver < request.json, one request as JSON on stdin (see request). It prints one JSON
-// object on stdout: {"result": ...} after ADD, {} after CHECK and DEL, or {"error": "...", "code": N,
+// object on stdout: {"result": ...} after ADD, {} after CHECK, DEL, GC and STATUS, or {"error": "...", "code": N,
 // "msg": "...", "details": "..."} when libcni returned an error (code, msg and details only when a plugin
 // printed a CNI error). Exit 0 on success, 1 on an error from libcni, 2 on a bad request.
 package main
@@ -23,7 +27,7 @@ import (
 
 // request is what the tests send: the conflist and everything a runtime puts in a RuntimeConf.
 type request struct {
-	Command        string                 `json:"command"` // ADD, CHECK or DEL
+	Command        string                 `json:"command"` // ADD, CHECK, DEL; GC and STATUS in the libcni13 build
 	Conflist       json.RawMessage        `json:"conflist"`
 	CniPath        []string               `json:"cniPath"`
 	CacheDir       string                 `json:"cacheDir"`
@@ -32,6 +36,9 @@ type request struct {
 	IfName         string                 `json:"ifname"`
 	Args           [][2]string            `json:"args"`
 	CapabilityArgs map[string]interface{} `json:"capabilityArgs"`
+	// GC only: the attachments still alive, as [{"containerID": ..., "ifname": ...}] (kept raw here: libcni
+	// 1.1.2 has no type for them).
+	ValidAttachments json.RawMessage `json:"validAttachments"`
 }
 
 type failure struct {
@@ -80,6 +87,8 @@ func main() {
 		err = cni.CheckNetworkList(ctx, list, rt)
 	case "DEL":
 		err = cni.DelNetworkList(ctx, list, rt)
+	case "GC", "STATUS":
+		err = maintenance(ctx, cni, list, req)
 	default:
 		badRequest(fmt.Errorf("unknown command %q", req.Command))
 	}
