@@ -1,6 +1,7 @@
-// What the real-runtime tests share: the install step (scripts/install-runtimes.sh), our plugins in a bin
-// dir of their own, network namespaces, and the libcni driver (test/runtimes/libcni-driver), a runtime in
-// one page of Go. Everything made here is undone by a Cleanup, also when a test fails.
+// What the real-runtime tests share: the install steps (scripts/install-runtimes.sh, and
+// scripts/install-libcni-1.3.sh for the libcni 1.3 build), our plugins in a bin dir of their own, network
+// namespaces, and the libcni driver (test/runtimes/libcni-driver), a runtime in one page of Go. Everything
+// made here is undone by a Cleanup, also when a test fails.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,36 @@ export function installRuntimes(): { driver: string } {
   const ms = Date.now() - started;
   if (ms > 2000) console.log(`install-runtimes.sh took ${(ms / 1000).toFixed(1)} s`);
   return { driver };
+}
+
+/** A build of the libcni driver, as build.json beside it records it. */
+export interface LibcniBuild {
+  driver: string;
+  /** The Debian version of golang-github-appc-cni-dev it was built against, e.g. 1.3.0-2. */
+  libcni: string;
+  go: string;
+  /** The reference plugins (bridge, ...) to run it with: forky's beside libcni 1.3, whose bridge speaks 1.1.0. */
+  referencePlugins: string;
+  referencePluginsVersion: string;
+}
+
+/**
+ * The libcni driver of a release: 1.1 is libcni 1.1.2 (install-runtimes.sh, bookworm's packages); 1.3 is
+ * libcni 1.3 with GC and STATUS (install-libcni-1.3.sh, forky's packages; the rest of install-runtimes.sh's
+ * installs, ip among them, still apply).
+ */
+export function installLibcni(release: '1.1' | '1.3'): LibcniBuild {
+  let { driver } = installRuntimes();
+  if (release === '1.3') {
+    const started = Date.now();
+    driver = sh('bash', [path.join(root, 'scripts/install-libcni-1.3.sh')]).trim().split('\n').pop()!;
+    const ms = Date.now() - started;
+    if (ms > 2000) console.log(`install-libcni-1.3.sh took ${(ms / 1000).toFixed(1)} s`);
+  }
+  const recorded = path.join(path.dirname(driver), 'build.json');
+  assert.ok(existsSync(driver) && existsSync(recorded), `the install printed ${driver}, which does not exist or has no build.json beside it`);
+  const build = JSON.parse(readFileSync(recorded, 'utf8')) as Omit<LibcniBuild, 'driver'>;
+  return { ...build, driver, referencePlugins: path.resolve(root, build.referencePlugins) };
 }
 
 /** Links the built executables (dist/'s, or the single executable's: builtExecutable) into `dir` (created), as a runtime's CNI bin dir; returns `dir`. */
@@ -119,6 +150,8 @@ export interface LibcniRequest {
   args?: Array<[string, string]>;
   /** RuntimeConf.CapabilityArgs: become runtimeConfig for plugins that declare the capability. */
   capabilityArgs?: Record<string, unknown>;
+  /** GC only (libcni 1.3): GCArgs.ValidAttachments, the attachments still alive. */
+  validAttachments?: Array<{ containerID: string; ifname: string }>;
 }
 
 /** What the driver printed: the result after ADD; the error, and a plugin's CNI error fields, on failure. */
@@ -126,8 +159,12 @@ export interface LibcniRun extends CniRun {
   json: { result?: any; error?: string; code?: number; msg?: string; details?: string } | undefined;
 }
 
-/** Runs ADD, CHECK or DEL of a conflist through libcni (AddNetworkList, CheckNetworkList, DelNetworkList). */
-export async function libcni(driver: string, command: 'ADD' | 'CHECK' | 'DEL', request: LibcniRequest): Promise<LibcniRun> {
+/**
+ * Runs ADD, CHECK or DEL of a conflist through libcni (AddNetworkList, CheckNetworkList, DelNetworkList);
+ * with the libcni 1.3 driver also GC and STATUS (GCNetworkList, GetStatusNetworkList), which ignore the
+ * container fields of the request.
+ */
+export async function libcni(driver: string, command: 'ADD' | 'CHECK' | 'DEL' | 'GC' | 'STATUS', request: LibcniRequest): Promise<LibcniRun> {
   const run = await runCni(driver, { config: { command, ifname: 'eth0', args: [], capabilityArgs: {}, ...request }, timeoutMs: 60_000 });
   assert.ok(run.code === 0 || run.code === 1, `libcni driver failed to run a request (exit ${run.code}): ${run.stdout}${run.stderr}`);
   return run as LibcniRun;
