@@ -6,13 +6,13 @@
 # apt lists and cache are untouched) and unpack it with dpkg -x.
 # Prints the binary's path on success, and nothing else.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache"
 dest="$cache/consul"
 bin="$dest/usr/bin/consul"
 
-die() { echo "install-consul: $*" >&2; exit 1; }
 works() { [[ -x "$bin" ]] && "$bin" version >/dev/null 2>&1; }
 
 # Fast path, no lock needed.
@@ -20,18 +20,17 @@ if works; then echo "$bin"; exit 0; fi
 
 mkdir -p "$cache"
 # Several test processes may start at once; only one should download.
-exec 9>"$cache/consul.lock"
-flock 9 || die "could not lock $cache/consul.lock"
+hold_lock "$cache/consul.lock"
 if works; then echo "$bin"; exit 0; fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/private-apt.sh
 source "$root/scripts/lib/private-apt.sh"
-fail() { cat "$log" >&2 || true; die "$*"; }
 private_apt_update "$tmp" bullseye
 mkdir -p "$tmp/deb"
-(cd "$tmp/deb" && apt-get "${apt_opts[@]}" download consul) >"$log" 2>&1 || fail "apt-get download consul failed (output above)"
+download_consul() ( cd "$tmp/deb" && apt-get "${apt_opts[@]}" download consul )
+logged "apt-get download consul failed" download_consul
 
 deb="$(ls "$tmp"/deb/consul_*.deb 2>/dev/null | head -n1)"
 [[ -n $deb ]] || die "apt-get download consul produced no .deb"

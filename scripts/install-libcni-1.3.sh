@@ -15,6 +15,7 @@
 # on stdout; beside the driver, build.json names the libcni, Go and plugins versions it was built with, and
 # where the plugins are (relative to the repository: .cache is shared by worktrees).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache"
@@ -23,8 +24,6 @@ source_dir="$root/test/runtimes/libcni-driver"
 goroot="$dest/usr/lib/go-1.23"
 gopath="$dest/usr/share/gocode"
 plugins="$dest/usr/lib/cni"
-
-die() { echo "install-libcni-1.3: $*" >&2; exit 1; }
 
 # package=version as seen working; the suites they come from.
 wanted=(golang-github-appc-cni-dev=1.3.0-2 golang-1.23-go=1.23.5-1~bpo12+1 golang-1.23-src=1.23.5-1~bpo12+1 containernetworking-plugins=1.9.1+ds1-1)
@@ -47,14 +46,11 @@ if ready; then driver_path; exit 0; fi
 
 mkdir -p "$cache"
 # Both runtime test files may start at once; one fetches and builds, the other waits.
-exec 9>"$cache/libcni-1.3.lock"
-flock 9 || die "could not lock $cache/libcni-1.3.lock"
+hold_lock "$cache/libcni-1.3.lock"
 if ready; then driver_path; exit 0; fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-log="$tmp/log"
-fail() { cat "$log" >&2 || true; die "$*"; }
 
 # fits PACKAGE VERSION: whether a version other than the one seen working may stand in for it (the
 # binaries are checked again once unpacked).
@@ -90,7 +86,8 @@ if ! unpacked; then
   [[ $(printf '%s\n' "${take[@]}" | sed -n 's/^golang-1.23-go=//p') == $(printf '%s\n' "${take[@]}" | sed -n 's/^golang-1.23-src=//p') ]] ||
     die "golang-1.23-go and golang-1.23-src differ in version: ${take[*]}"
   mkdir -p "$tmp/deb"
-  (cd "$tmp/deb" && apt-get "${apt_opts[@]}" download "${take[@]}") >"$log" 2>&1 || fail "apt-get download ${take[*]} failed (output above)"
+  download() ( cd "$tmp/deb" && apt-get "${apt_opts[@]}" download "${take[@]}" )
+  logged "apt-get download ${take[*]} failed" download
 
   # Unpacked beside the final place and swapped in, so a killed run never leaves a half tree where the fast
   # path looks.
@@ -113,8 +110,11 @@ mkdir -p "$cache/libcni-driver-1.3"
 stage="$(mktemp -d "$cache/libcni-driver-1.3/partial.XXXXXX")"
 trap 'rm -rf "$tmp" "$stage"' EXIT
 mkdir "$stage/out"
-(cd "$source_dir" && GOROOT="$goroot" GO111MODULE=off GOPATH="$gopath" GOCACHE="$stage/gocache" GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 \
-  "$goroot/bin/go" build -tags libcni13 -o "$stage/out/libcni-driver" .) >"$log" 2>&1 || fail "go build of $source_dir failed (output above)"
+build() (
+  cd "$source_dir" && GOROOT="$goroot" GO111MODULE=off GOPATH="$gopath" GOCACHE="$stage/gocache" GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 \
+    "$goroot/bin/go" build -tags libcni13 -o "$stage/out/libcni-driver" .
+)
+logged "go build of $source_dir failed" build
 printf '{"libcni":"%s","go":"%s","referencePlugins":"%s","referencePluginsVersion":"%s"}\n' \
   "$(version_of golang-github-appc-cni-dev)" "$("$goroot/bin/go" version | cut -d" " -f3)" "${plugins#"$root/"}" "$(version_of containernetworking-plugins)" >"$stage/out/build.json"
 mkdir -p "$(dirname "$(dirname "$driver")")"

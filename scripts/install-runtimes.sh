@@ -11,12 +11,11 @@
 # Idempotent and quiet: when everything is there it only checks. Prints the driver's path on success, and
 # nothing else on stdout. Needs root only when it must install.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$root/.cache"
 source_dir="$root/test/runtimes/libcni-driver"
-
-die() { echo "install-runtimes: $*" >&2; exit 1; }
 
 packages=(golang-go golang-github-appc-cni-dev podman runc busybox-static containernetworking-plugins iproute2)
 libcni_src=/usr/share/gocode/src/github.com/containernetworking/cni/libcni
@@ -40,34 +39,25 @@ if ready; then driver_path; exit 0; fi
 
 mkdir -p "$cache"
 # The runtime test files start in parallel; one of them installs and builds, the others wait.
-exec 9>"$cache/runtimes.lock"
-flock 9 || die "could not lock $cache/runtimes.lock"
+hold_lock "$cache/runtimes.lock"
 if ready; then driver_path; exit 0; fi
 
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-fail() { cat "$log" >&2 || true; die "$*"; }
-
 if ! installed; then
-  [[ $(id -u) -eq 0 ]] || die "some of ${packages[*]} are missing and installing them needs root"
-  command -v apt-get >/dev/null 2>&1 || die "some of ${packages[*]} are missing and there is no apt-get to install them with"
-  export DEBIAN_FRONTEND=noninteractive
-  # Another apt run (another test file, unattended upgrades) may hold the lock for a while.
-  apt_get() { apt-get -q -o DPkg::Lock::Timeout=300 "$@" >>"$log" 2>&1; }
-  # Refresh the package lists only when apt does not know a candidate for each package yet.
-  known() { for p in "${packages[@]}"; do apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]' || return 1; done; }
-  if ! known; then apt_get update || fail "apt-get update failed (output above)"; fi
-  apt_get install -y --no-install-recommends "${packages[@]}" || fail "apt-get install ${packages[*]} failed (output above)"
+  apt_install "some of the runtime packages" "${packages[@]}"
   installed || die "installed ${packages[*]} but something is still missing (go, podman, runc, ip, /usr/lib/cni/bridge, /bin/busybox or $libcni_src)"
 fi
 
 # Offline: GOPATH mode finds libcni in Debian's gocode tree; nothing is fetched.
 driver="$(driver_path)"
 stage="$(mktemp -d "$cache/libcni-driver.partial.XXXXXX")"
-trap 'rm -f "$log"; rm -rf "$stage"' EXIT
+trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/out"
-(cd "$source_dir" && GO111MODULE=off GOPATH="/usr/share/gocode:$stage/gopath" GOCACHE="$stage/gocache" GOFLAGS= CGO_ENABLED=0 \
-  go build -o "$stage/out/libcni-driver" .) >"$log" 2>&1 || fail "go build of $source_dir failed (output above)"
+# A subshell, for the cd.
+build() (
+  cd "$source_dir" && GO111MODULE=off GOPATH="/usr/share/gocode:$stage/gopath" GOCACHE="$stage/gocache" GOFLAGS= CGO_ENABLED=0 \
+    go build -o "$stage/out/libcni-driver" .
+)
+logged "go build of $source_dir failed" build
 printf '{"libcni":"%s","go":"%s","referencePlugins":"/usr/lib/cni","referencePluginsVersion":"%s"}\n' \
   "$(deb_version golang-github-appc-cni-dev)" "$(go version | cut -d" " -f3)" "$(deb_version containernetworking-plugins)" >"$stage/out/build.json"
 mkdir -p "$(dirname "$(dirname "$driver")")"

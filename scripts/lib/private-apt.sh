@@ -1,7 +1,7 @@
 # Sourced by the install scripts that fetch .debs from other Debian suites (install-consul.sh: bullseye;
 # install-libcni-1.3.sh: forky and bookworm-backports) without touching the system's apt: a private sources
 # list and private state and cache dirs under a temp dir, so the system's lists, cache and installed packages
-# stay as they were. The caller defines die() and fail() (fail prints $log first).
+# stay as they were. The caller sources scripts/lib/apt.sh first, for die() and logged().
 
 # The mirror URI: the first URIs value of the deb822 stanza for the main suite
 # (not -security/-updates), else the first plain `deb` line of sources.list.
@@ -23,8 +23,7 @@ mirror_uri() {
 }
 
 # private_apt_update DIR SUITE...: lists SUITE... (main) from the system's mirror in DIR/sources.list, sets
-# apt_opts (the options every later apt-get/apt-cache call needs) and log (DIR/apt.log), and runs
-# apt-get update into DIR.
+# apt_opts (the options every later apt-get/apt-cache call needs), and runs apt-get update into DIR.
 private_apt_update() {
   local dir=$1 suite uri
   shift
@@ -43,8 +42,13 @@ private_apt_update() {
     # The _apt sandbox user could not write into our root-owned temp dir.
     -o APT::Sandbox::User=root
   )
-  log="$dir/apt.log"
-  apt-get "${apt_opts[@]}" update >"$log" 2>&1 || fail "apt-get update of $* from $uri failed (output above)"
-  # apt-get update can exit 0 when the source could not be fetched; catch that.
-  if grep -qE '^(E: |W: (Failed to fetch|Some index files failed))' "$log"; then fail "apt-get update of $* from $uri reported problems (output above)"; fi
+  logged "apt-get update of $* from $uri failed or reported problems" private_apt_get_update
+}
+
+# apt-get update with apt_opts, failing also when it exits 0 but says a source could not be fetched.
+private_apt_get_update() {
+  local out status=0
+  out="$(apt-get "${apt_opts[@]}" update 2>&1)" || status=$?
+  printf '%s\n' "$out"
+  ((status == 0)) && ! grep -qE '^(E: |W: (Failed to fetch|Some index files failed))' <<<"$out"
 }
