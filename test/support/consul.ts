@@ -2,6 +2,7 @@
 // cluster of real servers for fault tests. Everything binds to 127.0.0.1 on
 // ports picked at run time, so several test files can run side by side.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -556,4 +557,50 @@ export async function startConsulCluster(n = 3): Promise<ConsulCluster> {
       stop: stopAll,
     };
   });
+}
+
+// ---------------------------------------------------------------------------
+// One agent per test file
+
+/** The agent of useConsul(): a ConsulAgent, and a way for the file's own before() hooks to wait for it. */
+export interface FileConsul extends ConsulAgent {
+  /**
+   * Resolves once the agent runs. A file's own top-level before() hook that uses the agent awaits this first:
+   * Node 20 runs a file's top-level before() hooks side by side, not one after the other (inside a describe()
+   * they run in turn), so that hook may start while useConsul's is still starting the agent.
+   */
+  ready(): Promise<void>;
+}
+
+/**
+ * The one Consul agent of a test file: registers a before() hook that starts it with `options` and an after()
+ * hook that stops it, so a file's setup is the one line `const agent = useConsul();` at its top level. Each
+ * field is read from the started agent when used; reading one before the agent runs (at module load, or after
+ * a failed start) throws. After hooks run in turn, in the order they were registered: the agent is stopped
+ * before the file's own after() hooks run, so those must not use it.
+ */
+export function useConsul(options: StartConsulOptions = {}): FileConsul {
+  let starting: Promise<ConsulAgent> | undefined;
+  let started: ConsulAgent | undefined;
+  // Whichever asks first (this hook, or the file's own through ready()) starts it; both wait for the same start.
+  const start = async (): Promise<ConsulAgent> => (started = await (starting ??= startConsul(options)));
+  before(async () => {
+    await start();
+  });
+  after(async () => started?.stop());
+  const agent = (): ConsulAgent => {
+    if (started) return started;
+    throw new Error('useConsul(): the agent is started by a before() hook (await ready() in another before()); it is not there at module load, nor when its start failed');
+  };
+  return {
+    get url() { return agent().url; },
+    get httpsUrl() { return agent().httpsUrl; },
+    get port() { return agent().port; },
+    get serfLanPort() { return agent().serfLanPort; },
+    get kv() { return agent().kv; },
+    stop: () => agent().stop(),
+    ready: async () => {
+      await start();
+    },
+  };
 }
