@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import {
   addressOf,
   allocationKeys,
@@ -26,7 +26,7 @@ import { assertCleanError, assertNoKvWrite, createToken, kvState, reportFigures 
 
 const T = { timeout: 60_000 };
 const masterToken = randomUUID();
-let agent: ConsulAgent;
+const agent = useConsul({ aclMasterToken: masterToken });
 let writeToken: string;
 let readToken: string;
 let otherPoolToken: string;
@@ -34,14 +34,10 @@ const wrongToken = randomUUID();
 const figures = { runs: 0, deniedRuns: 0, allocationsChecked: 0 };
 
 before(async () => {
-  agent = await startConsul({ aclMasterToken: masterToken });
+  await agent.ready();
   writeToken = await createToken(agent.url, masterToken, 'ipam-write', 'key_prefix "ipam/" { policy = "write" }');
   readToken = await createToken(agent.url, masterToken, 'ipam-read', 'key_prefix "ipam/" { policy = "read" }');
   otherPoolToken = await createToken(agent.url, masterToken, 'ipam-other-pool', 'key_prefix "ipam/other-pool" { policy = "write" }');
-});
-
-after(async () => {
-  await agent?.stop();
 });
 
 type More = Parameters<Scenario['config']>[0];

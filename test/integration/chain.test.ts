@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { builtExecutable, runCni } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
@@ -14,7 +14,7 @@ const ours = ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul'];
 const semver = /\bv?\d+\.\d+\.\d+\b/;
 
 
-let consul: ConsulAgent;
+const consul = useConsul();
 let cniPath: string;
 let dataDir: string;
 let failLog: string;
@@ -24,7 +24,6 @@ before(async () => {
   for (const name of ours) {
     assert.ok(existsSync(builtExecutable(name)), `${builtExecutable(name)} is missing: run \`npm run build\` first`);
   }
-  consul = await startConsul();
   cniPath = mkdtempSync(path.join(tmpdir(), 'chain-cni-path-'));
   dataDir = mkdtempSync(path.join(tmpdir(), 'chain-data-'));
   for (const name of ours) symlinkSync(builtExecutable(name), path.join(cniPath, name));
@@ -50,7 +49,6 @@ before(async () => {
 });
 
 after(async () => {
-  await consul?.stop();
   if (cniPath) rmSync(cniPath, { recursive: true, force: true });
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   if (timings.length) console.log(`chain timings: ${timings.join(', ')}`);

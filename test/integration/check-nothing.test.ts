@@ -2,24 +2,16 @@
 // is nothing of this pool to verify, so CHECK exits with 108 instead of 0. Through the built ipam-da-consul
 // alone, and through the chain as a runtime runs it (ipam-delegated runs CHECK on every delegate), where a
 // normal container's CHECK still passes.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { assertSuccess, expectCniErrorWithoutWrites, putPool, runCni, runPlugin, scenario, snapshotKv, tempDir } from '../support/plugin';
 
 const T = { timeout: 60_000 };
 const root = path.resolve(__dirname, '../..');
-let agent: ConsulAgent;
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
+const agent = useConsul();
 
 for (const [label, ips, details] of [
   ['empty', [], /prevResult\.ips is empty/],

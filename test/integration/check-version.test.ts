@@ -1,9 +1,9 @@
 // CHECK, VERSION and the "about" run (no CNI_COMMAND: how Nomad fingerprints its CNI bin dir), against a
 // real Consul and the built executable.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import {
   assertCniError,
   assertSuccess,
@@ -20,17 +20,9 @@ import {
   type Scenario,
 } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
 const supportedVersions = ['0.4.0', '1.0.0', '1.1.0'];
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 type More = Parameters<Scenario['config']>[0];
 

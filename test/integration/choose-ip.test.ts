@@ -1,6 +1,6 @@
 // chooseIp against a real Consul, for what the executables' tests cannot steer: the random jump after a lost
 // write must never turn a pool with a free address into "pool full".
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActor, toPromise } from 'xstate';
 import { chooseIpLogic } from '../../src/services/choose-ip';
@@ -8,14 +8,10 @@ import { markerFor } from '../../src/services/host-store';
 import { connectConsul, gotOptions } from '../../src/services/consul-client';
 import { normalizeRange } from '../../src/services/ip-math';
 import { silentLog } from '../../src/services/logger';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { tempDir } from '../support/plugin';
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => agent?.stop());
+const agent = useConsul();
 
 async function choose(pool: string, lost: number, random: () => number) {
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);

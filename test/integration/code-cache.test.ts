@@ -1,17 +1,13 @@
 // The V8 code cache wrapped around each CNI executable (scripts/code-cache-loader.cjs): made after the first
 // command that exercises the plugin, used by the next runs, ignored when it does not fit, never required.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => agent?.stop());
+const agent = useConsul();
 
 async function addAndDel(cacheDir: string, id: string) {
   const s = scenario([agent.url], 'cache');

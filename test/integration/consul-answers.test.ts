@@ -6,26 +6,19 @@
 //   sends, and 1.8's own closed connection under limits.http_max_conns_per_client) is retried, then 11;
 // - a stale read from a server that has not heard from its leader for over a second is read again from the
 //   leader (a proxy rewrites X-Consul-LastContact and serves the ranges as they were), at one request more.
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { startConsul, useConsul } from '../support/consul';
 import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, expectCniErrorWithoutWrites, putPool, runPlugin, scenario } from '../support/plugin';
 import { reportFigures, startConsulProxy, type ConsulProxy, type ProxyAction } from '../support/reliability';
 
 const T = { timeout: 60_000 };
-let agent: ConsulAgent;
+const agent = useConsul();
 const figures: Record<string, number | string> = {};
 
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-  reportFigures('consul-answers', 'totals', figures);
-});
+after(() => reportFigures('consul-answers', 'totals', figures));
 
 /** Another HTTP service: answers every request with `status` and `body`, as it would for a path it does not know. */
 async function otherService(status: number, contentType: string, body: string): Promise<{ url: string; requests: number; close(): Promise<void> }> {

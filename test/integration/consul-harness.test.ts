@@ -1,18 +1,10 @@
 // Proves the Consul test harness itself works, so a failure in the plugin's
 // integration tests is not the harness's fault.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, startConsulCluster, type ConsulAgent } from '../support/consul';
+import { startConsul, startConsulCluster, useConsul } from '../support/consul';
 
-let agent: ConsulAgent;
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
+const agent = useConsul();
 
 test('dev agent: KV round trip', async () => {
   const { kv } = agent;

@@ -4,30 +4,25 @@
 // does: DEL after every ADD that did not succeed, DEL again after every DEL that did not. Afterwards no address
 // is on two containers, the pool holds exactly the allocations of the containers whose ADD succeeded (and that
 // were not deleted), and the files the killed processes left under data_dir break no later command.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { addressOf, allocationKeys, netConfig, putPool, tempDir } from '../support/plugin';
 import { reportFigures } from '../support/reliability';
 
 const root = path.resolve(__dirname, '../..');
 const seed = Number(process.env.CRASH_SEED ?? 20_251_201);
-let agent: ConsulAgent;
+const agent = useConsul();
 let cniPath: string;
 
 before(async () => {
   for (const name of ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul']) assert.ok(existsSync(path.join(root, 'dist', name)), `dist/${name} is missing: run \`npm run build\``);
-  agent = await startConsul();
   cniPath = mkdtempSync(path.join(tmpdir(), 'crash-cni-path-'));
   for (const name of ['ipam-delegated', 'ipam-ds-static', 'ipam-da-consul']) symlinkSync(path.join(root, 'dist', name), path.join(cniPath, name));
-});
-
-after(async () => {
-  await agent?.stop();
 });
 
 /** A small seeded PRNG (mulberry32): which processes are killed, and when, is the same for a seed (the machine's speed is not). */

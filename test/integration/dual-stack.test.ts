@@ -1,21 +1,13 @@
 // Several pools against a real Consul, through the built executable: ipam.all_pools takes one address from each
 // (an IPv4 and an IPv6 pool), all-or-nothing; DEL and CHECK cover every pool prevResult.pools lists, so an
 // address ADD took from a pool IPAM_POOL picked is released by a DEL that carries no CNI_ARGS (Nomad's).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, expectCniErrorWithoutWrites, freshPoolName, netConfig, putPool, runPlugin, tempDir } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 /** An IPv4 and an IPv6 pool, and configs listing both (in that order) for one host. */
 async function dualStack(v6Range: { subnet: string; rangeStart?: string; rangeEnd?: string; gateway?: string } = { subnet: 'fd00:31::/64', gateway: 'fd00:31::1' }) {

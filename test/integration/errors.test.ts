@@ -5,7 +5,7 @@
 // ACLs (an allocation value carrying a long host ID is larger than that); every other value here is smaller.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import {
   allocationKeys,
   assertCniError,
@@ -25,14 +25,15 @@ import {
   type Tripwire,
 } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul({ extraHcl: 'limits { kv_max_value_size = 256 }' });
 let tripwire: Tripwire;
 const T = { timeout: 30_000 };
 /** Not the plugin's fallback (1.0.0), so an error in the fallback version instead of the config's shows. */
 const V = '1.1.0';
 
 before(async () => {
-  [agent, tripwire] = await Promise.all([startConsul({ extraHcl: 'limits { kv_max_value_size = 256 }' }), startTripwire()]);
+  tripwire = await startTripwire();
+  await agent.ready();
   // The pool the broken configs name; written once, so the read-only cases can run side by side.
   await putPool(agent.kv, 'ok-pool', [{ subnet: '10.60.0.0/24' }]);
   await agent.kv.put('ipam/ok-pool/10.60.0.5', { target: 'c1' });
@@ -46,9 +47,7 @@ before(async () => {
  */
 const sideBySide = { concurrency: 8 };
 
-after(async () => {
-  await Promise.all([agent?.stop(), tripwire?.close()]);
-});
+after(async () => tripwire?.close());
 
 /** A config that would work (pool "ok-pool" exists), to be broken by each case. */
 function workingConfig(): ReturnType<typeof netConfig> {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { startConsul, startLeaderlessConsul, type ConsulAgent } from '../support/consul';
+import { startLeaderlessConsul, useConsul } from '../support/consul';
 import {
   addressOf,
   allocationKeys,
@@ -31,19 +31,15 @@ import {
 import { assertCleanError, assertNoKvWrite, kvState, reportFigures } from '../support/reliability';
 
 const T = { timeout: 60_000 };
-let agent: ConsulAgent;
+const agent = useConsul();
 let cniPath: string;
 const figures = { gcRuns: 0, allocationsChecked: 0, wronglyReleased: 0, wronglyKept: 0, statusRuns: 0 };
 
 before(async () => {
-  agent = await startConsul();
   cniPath = cniBinDir();
 });
 
-after(async () => {
-  await agent?.stop();
-  reportFigures('gc-status', 'totals', figures);
-});
+after(() => reportFigures('gc-status', 'totals', figures));
 
 let hostCounter = 0;
 

@@ -6,19 +6,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { homePosition } from '../../src/services/contention';
 import { addressAt, normalizeRange, poolSpan, positionOf, type RangeDefinition } from '../../src/services/ip-math';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { addressOf, assertCniError, assertSuccess, freshPoolName, netConfig, putPool, runPlugin } from '../support/plugin';
 import { startConsulProxy, type ConsulProxy } from '../support/reliability';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 let proxy: ConsulProxy;
 before(async () => {
-  agent = await startConsul();
+  await agent.ready();
   proxy = await startConsulProxy(agent.url, () => 'forward');
 });
 after(async () => {
   await proxy?.close();
-  await agent?.stop();
 });
 
 const hostId = 'joining-host-7';

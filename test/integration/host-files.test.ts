@@ -3,26 +3,18 @@
 // whoever can write there. Through the built executable against a real Consul: none of them breaks a command,
 // none is trusted as an address it does not spell, none makes the plugin write or delete outside data_dir. And
 // the claim markers make ADDs of one host truly exclusive: 30 at once with cas_retries 0 all succeed.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { markerFor } from '../../src/services/host-store';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { addressOf, allocationKeys, assertSuccess, describeRun, putPool, runPlugin, scenario, tempDir, type Scenario } from '../support/plugin';
 import { isKvRequest, reportFigures, startConsulProxy } from '../support/reliability';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 60_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 function add(s: Scenario, containerId: string, more: Parameters<Scenario['config']>[0] = {}, ifname = 'eth0') {
   return runPlugin({ command: 'ADD', containerId, ifname, config: s.config(more), timeoutMs: 45_000 });

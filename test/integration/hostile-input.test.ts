@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { describeRun, runPlugin, tempDir, type PluginRun } from '../support/plugin';
 import { assertCleanError, kvDiff, kvState, reportFigures, runInProcess, stackTrace, type KvState } from '../support/reliability';
 
@@ -20,7 +20,7 @@ const replayProperty = process.env.FC_PROPERTY;
 const replayPath = process.env.FC_PATH;
 const T = { timeout: 120_000 };
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const figures = { seed, gcReleases: 0, casesGenerated: 0, inProcessRuns: 0, executableRuns: 0, legitimateAllocations: 0, garbageKeysWritten: 0, kvSnapshotsCompared: 0, leadingZeroSpellingsAccepted: 0, plainInPoolRequests: 0, requestedIpsGranted: 0 };
 const perProperty: Record<string, number> = {};
 
@@ -31,17 +31,14 @@ const garbagePool = 'fuzz-garbage';
 const dirtyPool = 'fuzz-dirty';
 
 before(async () => {
-  agent = await startConsul();
+  await agent.ready();
   await agent.kv.put(`ipam/${goodPool}`, [{ subnet: '10.50.0.0/16', gateway: '10.50.0.1' }]);
   await agent.kv.put(`ipam/${goodV6Pool}`, [{ subnet: 'fd00:50::/64' }]);
   await agent.kv.put(`ipam/${dirtyPool}`, [{ subnet: '10.70.0.0/29' }]);
   await agent.kv.put(`ipam/${garbagePool}`, 'placeholder');
 });
 
-after(async () => {
-  await agent?.stop();
-  reportFigures('hostile-input', 'totals', { ...figures, perProperty });
-});
+after(() => reportFigures('hostile-input', 'totals', { ...figures, perProperty }));
 
 // ---------------------------------------------------------------------------
 // Running a case

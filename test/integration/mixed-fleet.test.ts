@@ -5,18 +5,12 @@
 // under the key Rust's Ipv6Addr prints; DEL lists the folder and deletes every key whose target is the
 // container in one transaction of delete-cas. Ours are the built executables. The run must end with no
 // address on two containers and nothing leaked.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { assertSuccess, putPool, runPlugin, scenario, type Scenario } from '../support/plugin';
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => {
-  await agent?.stop();
-});
+const agent = useConsul();
 
 interface Entry {
   Key: string;

@@ -1,16 +1,12 @@
 // Lost races, forced: a proxy between the plugin and a real Consul lets another "host" write each address the
 // plugin is about to claim, just before the plugin's cas=0 write reaches Consul.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { assertCniError, assertSuccess, describeRun, runPlugin, scenario } from '../support/plugin';
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => agent?.stop());
+const agent = useConsul();
 
 /** A forwarding proxy that steals the first `steals` addresses the plugin tries to claim. */
 async function stealingProxy(steals: number): Promise<{ url: string; stolen: string[]; close(): Promise<void> }> {

@@ -1,19 +1,15 @@
 // releaseAllocations against a real Consul, given an index that is no longer current (as a stale read that
 // picked the server can give): still this container's → released on the new index; someone else's → left alone.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActor, toPromise } from 'xstate';
 import { connectConsul, gotOptions } from '../../src/services/consul-client';
 import { silentLog } from '../../src/services/logger';
 import { releaseAllocationsLogic } from '../../src/services/release-allocations';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { tempDir } from '../support/plugin';
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => agent?.stop());
+const agent = useConsul();
 
 async function releaseWithOldIndex(rewrite: object) {
   const key = 'ipam/rel/10.0.0.5';

@@ -4,11 +4,11 @@
 // (two substitutions only: the Consul URL, and an ipam.data_dir of the vector's own, a key the original
 // ignores). A step answers as the original did, or as its `ours` says, with the reason in `differs` — each
 // reason a row of the README's "Differences from the original".
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { runCni, tempDir } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
@@ -54,13 +54,7 @@ function readmeDifferences(): string[] {
     .map((line) => line.split('|')[1]!.trim());
 }
 
-let agent: ConsulAgent;
-before(async () => {
-  agent = await startConsul();
-});
-after(async () => {
-  await agent?.stop();
-});
+const agent = useConsul();
 
 test('there are vectors for ADD, DEL, CHECK, GC and STATUS, IPv4 and IPv6, and every difference they show is in the README', () => {
   assert.ok(vectors.length >= 15, `${vectors.length} vectors`);
