@@ -68,7 +68,7 @@ export function checkPool(pool: PoolInput, nodes: NodeNames): PoolCheck {
     } else if (canonical !== tail) {
       flag(key, {
         kind: 'non-canonical-key',
-        detail: `names ${canonical} in another spelling: the plugin does not see ${canonical} as allocated and may hand it out again; move this allocation to ${allocationKey(name, canonical)}`,
+        detail: `names ${canonical} in another spelling than its canonical key ${allocationKey(name, canonical)}; the plugin treats the address as taken and DEL releases it, but other implementations do not see it: move it with consul-ipam rekey`,
       });
     } else {
       flag(key, { kind: 'invalid-value', detail: `${error}: the address is held, and no DEL recognises the key as its container's` });

@@ -23,8 +23,9 @@ import { OperationFailure } from './cli-errors';
  * Reported only, because deleting them frees nothing or may take a live container's address:
  * - outside-ranges: the pool was shrunk under it (pool set --force); the container may still run, its DEL
  *   will release it, and the pool gains no address by deleting it. (A dead host's is released as dead-host.)
- * - non-canonical-key: an address in a second spelling, written by another tool; it may be a live container's.
- *   The plugin does not see the canonical address as taken, so the fix is moving the key, not deleting it.
+ * - non-canonical-key: an address in a second spelling (our releases before RFC 5952 keys, or a hand-made key); it
+ *   may be a live container's. The plugin treats the address as taken, other implementations do not: the fix is
+ *   moving the key (`consul-ipam rekey`), not deleting it.
  * - invalid-key: not named after an address at all: it holds no address and may be someone else's data.
  */
 export const problemKinds = {

@@ -6,7 +6,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { KeySegment } from '../cni/codecs';
 import { CniError } from '../cni/errors';
-import { parsePoolDefinition, poolKey, allocationPrefix } from '../services/kv-layout';
+import { oddityWarning, poolKey, allocationPrefix, readPoolDefinition } from '../services/kv-layout';
 import type { AddressRange } from '../services/ip-math';
 import { OperationFailure, UsageError } from './cli-errors';
 import type { Command } from './command';
@@ -70,7 +70,9 @@ pool its size, allocated and free addresses and every key with a problem:
   invalid-value      named after an address but not holding {"target": ...}
   outside-ranges     the pool's current ranges do not hand the address out (outside them, or now a
                      network, broadcast or gateway address)
-  non-canonical-key  an address spelled otherwise than its canonical text
+  non-canonical-key  an address spelled otherwise than its canonical text (releases before RFC 5952
+                     keys wrote fd00:1:2:3:4:5::1 for fd00:1:2:3:4:5:0:1): taken, but move it with
+                     consul-ipam rekey
   invalid-key        not named after an address
 Hosts are matched with Consul node names (host_id defaults to the hostname, as does the node name), without
 regard to case. When none of a pool's hosts is a node, no host is reported dead and a note says why.
@@ -92,6 +94,7 @@ Example:
     // A pool key whose name the plugin refuses is not followed: its name would become part of a key path.
     const skipped = listed.filter((name) => !KeySegment.is(name));
     const pools: PoolCheck[] = [];
+    const oddities: string[] = [];
     for (const name of listed.filter((n) => KeySegment.is(n))) {
       const entry = await kv.get(poolKey(name));
       if (entry === undefined) {
@@ -101,7 +104,10 @@ Example:
       let ranges: AddressRange[] | undefined;
       let error: string | undefined;
       try {
-        ranges = parsePoolDefinition(name, entry.value);
+        // As the plugin serves it: a pool it serves is checked against the ranges it hands out.
+        const read = readPoolDefinition(name, entry.value);
+        ranges = read.ranges;
+        if (read.oddities.length > 0) oddities.push(oddityWarning(name, read.oddities));
       } catch (caught) {
         error = caught instanceof CniError ? caught.message : String(caught);
       }
@@ -112,7 +118,10 @@ Example:
     const createdAt = new Date().toISOString();
     const report: CheckReport = { report: 'consul-ipam check', version: 1, createdAt, servers: [...servers], server: kv.server, nodes: [...nodes.listed].sort(), pools };
     if (values.output !== undefined) writeReport(values.output, report);
-    const warnings = skipped.map((name) => `pool key ${JSON.stringify(poolKey(name))} is not checked: its name is not one the plugin accepts (${KeySegment.name})`);
+    const warnings = [
+      ...skipped.map((name) => `pool key ${JSON.stringify(poolKey(name))} is not checked: its name is not one the plugin accepts (${KeySegment.name})`),
+      ...oddities,
+    ];
     return { text: describe(report, values.output), json: report, warnings };
   },
 };

@@ -5,7 +5,7 @@
  */
 import { canonicalIp } from '../cni/codecs';
 import { CniError } from '../cni/errors';
-import { parsePoolDefinition, poolKey } from '../services/kv-layout';
+import { oddityWarning, poolKey, readPoolDefinition } from '../services/kv-layout';
 import type { Command } from './command';
 import { describeRange, rangeJson } from './pool-read';
 import type { AddressRange } from '../services/ip-math';
@@ -23,26 +23,29 @@ export type PoolSummary =
       readonly allocated: number;
       readonly free: string;
       readonly usedPercent: number | null;
+      /** What `pool set` would refuse about the key, served as the original serves it (see readPoolDefinition). */
+      readonly oddities?: readonly string[];
     }
   | { readonly name: string; readonly error: string; readonly allocated: number };
 
-/** Pool names and the addresses allocated in each, from the key names under ipam/. */
+/** Pool names and the addresses allocated in each (each once, whichever spelling its key has), from the key names under ipam/. */
 export function poolsFromKeys(keys: readonly string[]): Map<string, string[]> {
-  const pools = new Map<string, string[]>();
+  const pools = new Map<string, Set<string>>();
   for (const key of keys) {
     const match = /^ipam\/([^/]+)$/.exec(key);
-    if (match) pools.set(match[1]!, pools.get(match[1]!) ?? []);
+    if (match) pools.set(match[1]!, pools.get(match[1]!) ?? new Set());
   }
   for (const key of keys) {
     const match = /^ipam\/([^/]+)\/(.+)$/.exec(key);
-    if (match && canonicalIp(match[2]!) === match[2]) pools.get(match[1]!)?.push(match[2]!);
+    const ip = match ? canonicalIp(match[2]!) : undefined;
+    if (ip !== undefined) pools.get(match![1]!)?.add(ip);
   }
-  return pools;
+  return new Map([...pools].map(([name, taken]) => [name, [...taken]]));
 }
 
 /** A pool as read: its ranges and use, or why the plugin would refuse its key. */
 type ReadPool =
-  | { readonly name: string; readonly ranges: AddressRange[]; readonly usage: PoolUsage }
+  | { readonly name: string; readonly ranges: AddressRange[]; readonly usage: PoolUsage; readonly oddities: readonly string[] }
   | { readonly name: string; readonly error: string; readonly allocated: number };
 
 const percent = (value: number | null): string => (value === null ? '-' : `${value.toFixed(2)}%`);
@@ -55,7 +58,9 @@ export const poolListCommand: Command = {
   summary: 'every pool: size, allocated, free, % used',
   help: `Lists every pool under ipam/: its IP Ranges, its size (addresses ADD can hand out: rangeStart..rangeEnd
 without the network, broadcast and gateway addresses), how many addresses are allocated, how many of the
-size are free, and the share used. A pool whose key the plugin would refuse is listed with the reason.
+size are free, and the share used. A pool whose key the plugin would refuse is listed with the reason; one it
+serves though pool set would refuse it (host bits set, bounds outside the subnet, overlapping ranges) is
+listed as the plugin serves it, with a warning naming what is odd.
 With --json: an array of objects; size and free are decimal strings, as IPv6 pools exceed 2^53.
 
 Options:
@@ -78,8 +83,9 @@ Example:
       if (entry === undefined) return []; // deleted since the listing
       const taken = pools.get(name) ?? [];
       try {
-        const ranges = parsePoolDefinition(name, entry.value);
-        return [{ name, ranges, usage: poolUsage(ranges, taken) }];
+        // As the plugin reads it: a pool it serves is listed with its figures, and what is odd about it as a warning.
+        const { ranges, oddities } = readPoolDefinition(name, entry.value);
+        return [{ name, ranges, usage: poolUsage(ranges, taken), oddities }];
       } catch (error) {
         return [{ name, error: error instanceof CniError ? error.message : String(error), allocated: taken.length }];
       }
@@ -95,8 +101,10 @@ Example:
             allocated: pool.usage.allocated,
             free: pool.usage.free.toString(),
             usedPercent: pool.usage.usedPercent,
+            ...(pool.oddities.length === 0 ? {} : { oddities: pool.oddities }),
           },
     );
+    const warnings = read.flatMap((pool) => ('error' in pool || pool.oddities.length === 0 ? [] : [oddityWarning(pool.name, pool.oddities)]));
     const columns = [
       { heading: 'POOL' },
       { heading: 'SIZE', right: true },
@@ -119,9 +127,9 @@ Example:
     );
     if (values.prometheus) {
       const figures = read.map((pool) => ('error' in pool ? pool : { name: pool.name, allocated: pool.usage.allocated, size: pool.usage.size, free: pool.usage.free }));
-      return { text: renderPrometheus(figures), json };
+      return { text: renderPrometheus(figures), json, warnings };
     }
     const text = read.length === 0 ? 'no pools under ipam/ (a token that may not read ipam/ sees none either)' : renderTable(columns, rows);
-    return { text, json };
+    return { text, json, warnings };
   },
 };

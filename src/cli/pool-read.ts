@@ -3,7 +3,7 @@ import { canonicalIp, KeySegment } from '../cni/codecs';
 import { CniError } from '../cni/errors';
 import type { ConsulKv, KvEntry } from '../services/consul-client';
 import type { AddressRange } from '../services/ip-math';
-import { allocationPrefix, parseAllocation, type Allocation } from '../services/kv-layout';
+import { allocationKey, allocationPrefix, parseAllocation, type Allocation } from '../services/kv-layout';
 import { UsageError } from './cli-errors';
 import { compareAddresses, rangeSize } from './pool-size';
 
@@ -30,32 +30,36 @@ export interface InvalidEntry {
 export interface PoolAllocations {
   readonly valid: readonly AllocationEntry[];
   readonly invalid: readonly InvalidEntry[];
-  /** Addresses of every key named after one, even when its value is broken: the address is taken either way. */
+  /** Addresses of every key named after one, in any spelling, even when its value is broken: the address is taken either way. Each once. */
   readonly taken: readonly string[];
 }
 
 /** The folder key ipam/<pool>/ that the seed suggests creating is not an allocation. */
 const allocationEntries = (pool: string, entries: readonly KvEntry[]): KvEntry[] => entries.filter((entry) => entry.key !== allocationPrefix(pool));
 
-/** Sorts a pool's allocation entries into valid and invalid; nothing here throws on a broken key. */
+/**
+ * Sorts a pool's allocation entries into valid and invalid; nothing here throws on a broken key. A key naming an
+ * address in another spelling is listed as invalid (its fix is `consul-ipam rekey`), but its address is taken:
+ * the plugin treats it so.
+ */
 export function sortAllocations(pool: string, entries: readonly KvEntry[]): PoolAllocations {
   const valid: AllocationEntry[] = [];
   const invalid: InvalidEntry[] = [];
-  const taken: string[] = [];
+  const taken = new Set<string>();
   for (const entry of allocationEntries(pool, entries)) {
-    const name = entry.key.slice(allocationPrefix(pool).length);
-    if (canonicalIp(name) === name) taken.push(name);
+    const ip = canonicalIp(entry.key.slice(allocationPrefix(pool).length));
+    if (ip !== undefined) taken.add(ip);
     try {
-      const { ip, allocation } = parseAllocation(pool, entry.key, entry.value);
-      valid.push({ ip, ...allocation, modifyIndex: entry.modifyIndex });
+      const { allocation, canonical } = parseAllocation(pool, entry.key, entry.value);
+      if (canonical) valid.push({ ip: ip!, ...allocation, modifyIndex: entry.modifyIndex });
+      else invalid.push({ key: entry.key, error: `named after ${ip} in another spelling than its canonical key ${allocationKey(pool, ip!)}` });
     } catch (error) {
       invalid.push({ key: entry.key, error: error instanceof CniError ? error.message : String(error) });
     }
   }
   valid.sort((a, b) => compareAddresses(a.ip, b.ip));
   invalid.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  taken.sort(compareAddresses);
-  return { valid, invalid, taken };
+  return { valid, invalid, taken: [...taken].sort(compareAddresses) };
 }
 
 /** Reads every key under ipam/<pool>/ (`?recurse` is textual, so the trailing slash keeps ipam/web2/ out). */

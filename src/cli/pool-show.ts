@@ -1,7 +1,7 @@
 /** `pool show NAME`: a pool's ranges and every allocation under it, sorted by address. */
 import { CniError } from '../cni/errors';
 import { isReserved, rangeAllocating, rangeHolding, type AddressRange } from '../services/ip-math';
-import { allocationPrefix, parsePoolDefinition, poolKey } from '../services/kv-layout';
+import { allocationPrefix, oddityWarning, poolKey, readPoolDefinition } from '../services/kv-layout';
 import { OperationFailure } from './cli-errors';
 import type { Command } from './command';
 import { checkPoolName, rangeJson, readAllocations } from './pool-read';
@@ -23,8 +23,11 @@ export const poolShowCommand: Command = {
   options: [],
   summary: "a pool's ranges and its allocations (ip -> container)",
   help: `Shows the IP Ranges of ipam/NAME and each allocation under ipam/NAME/, sorted by address: the container
-(target) it belongs to, and the interface and host when the writer recorded them. Keys the plugin would refuse
-(not named after an address, or not holding {"target": ...}) are listed apart with the reason.`,
+(target) it belongs to, and the interface and host when the writer recorded them. The ranges are those the
+plugin serves; what pool set would refuse about them (host bits set, bounds outside the subnet, overlapping
+ranges) is a warning. Keys the plugin would refuse (not named after an address, or not holding
+{"target": ...}), and keys naming an address in another spelling (see consul-ipam rekey), are listed apart
+with the reason.`,
 
   async run({ args, connect }) {
     const name = checkPoolName(args[0]);
@@ -39,9 +42,10 @@ export const poolShowCommand: Command = {
       );
     }
     let ranges: AddressRange[] = [];
+    let oddities: readonly string[] = [];
     let poolError: string | undefined;
     try {
-      ranges = parsePoolDefinition(name, entry.value);
+      ({ ranges, oddities } = readPoolDefinition(name, entry.value)); // as the plugin serves it
     } catch (error) {
       poolError = error instanceof CniError ? error.message : String(error);
     }
@@ -55,6 +59,7 @@ export const poolShowCommand: Command = {
     const json = {
       name,
       ...(poolError === undefined ? { ranges: ranges.map(rangeJson) } : { error: poolError }),
+      ...(oddities.length === 0 ? {} : { oddities }),
       ...(usage === undefined
         ? { allocated: allocations.taken.length }
         : { size: usage.size.toString(), allocated: usage.allocated, free: usage.free.toString(), usedPercent: usage.usedPercent }),
@@ -81,7 +86,7 @@ export const poolShowCommand: Command = {
       lines.push('', 'invalid keys (the plugin refuses them):');
       lines.push(indent(renderTable([{ heading: 'KEY' }, { heading: 'PROBLEM' }], allocations.invalid.map((i) => [i.key, i.error]))));
     }
-    return { text: lines.join('\n'), json };
+    return { text: lines.join('\n'), json, warnings: oddities.length === 0 ? [] : [oddityWarning(name, oddities)] };
   },
 };
 

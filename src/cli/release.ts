@@ -5,7 +5,7 @@
  */
 import { canonicalIp } from '../cni/codecs';
 import { CniError } from '../cni/errors';
-import { allocationKey, parseAllocation, type Allocation } from '../services/kv-layout';
+import { allocationKey, oldAllocationKey, parseAllocation, type Allocation } from '../services/kv-layout';
 import { OperationFailure, UsageError } from './cli-errors';
 import type { Command } from './command';
 import { checkPoolName } from './pool-read';
@@ -37,8 +37,11 @@ Example:
     if (values.target === '') throw new UsageError('--target needs a container ID, got an empty string');
 
     const kv = await connect();
-    const key = allocationKey(name, ip);
-    const entry = await kv.get(key);
+    // An allocation a release before RFC 5952 keys made may be under the address's old spelling: read only when the key is absent.
+    const oldKey = oldAllocationKey(name, ip);
+    const canonical = await kv.get(allocationKey(name, ip));
+    const entry = canonical ?? (oldKey === undefined ? undefined : await kv.get(oldKey));
+    const key = entry?.key ?? allocationKey(name, ip);
     if (entry === undefined) throw new OperationFailure('not-found', `${ip} is not allocated in pool ${name}: there is no key ${key} in Consul KV`);
 
     let allocation: Allocation | undefined;

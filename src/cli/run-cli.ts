@@ -14,9 +14,10 @@ import { poolShowCommand } from './pool-show';
 import { releaseCommand } from './release';
 import { checkCommand } from './check';
 import { releaseFromReportCommand } from './release-from-report';
+import { rekeyCommand } from './rekey';
 
 /** Every command, in the order --help lists them; a form selected by an option comes before its plain form. */
-export const commands: readonly Command[] = [poolSetCommand, poolListCommand, poolShowCommand, checkCommand, releaseFromReportCommand, releaseCommand];
+export const commands: readonly Command[] = [poolSetCommand, poolListCommand, poolShowCommand, checkCommand, releaseFromReportCommand, releaseCommand, rekeyCommand];
 
 /** What the process gets and gives. */
 export interface CliIo {

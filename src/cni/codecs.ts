@@ -33,6 +33,22 @@ export function formatIpv6(groups: readonly number[]): string {
   return `${hex.slice(0, best.start).join(':')}::${hex.slice(best.start + best.length).join(':')}`;
 }
 
+/**
+ * The second spelling of an address in canonical text: how releases of this plugin before RFC 5952 keys wrote it
+ * (ip6addr's zeroElide), when that differs from formatIpv6's; undefined when there is none. Measured over every
+ * pattern of zero groups (test/unit/ip-math.test.ts): the two agree wherever a run of two or more zero groups
+ * exists, and differ exactly when the address has zero groups but none next to another, where zeroElide shortens
+ * the first of them to `::` (`fd00:1:2:3:4:5::1` for fd00:1:2:3:4:5:0:1, `11::33:0:55:66:77:88` for
+ * 11:0:33:0:55:66:77:88). IPv4 and IPv4-mapped addresses have none: those releases wrote them as IPv4.
+ */
+export function oldSpelling(ip: string): string | undefined {
+  // Canonical text without `::` has no run of two zero groups; with a `.` it is IPv4 or IPv4-mapped.
+  if (!ip.includes(':') || ip.includes('::') || ip.includes('.')) return undefined;
+  const groups = ip.split(':');
+  const first = groups.indexOf('0');
+  return first < 0 ? undefined : `${groups.slice(0, first).join(':')}::${groups.slice(first + 1).join(':')}`;
+}
+
 /** Canonical text of a parsed address: dotted quad for IPv4, RFC 5952 (formatIpv6) for IPv6. */
 export function formatIp(addr: ip6addr.Addr): string {
   if (addr.kind() === 'ipv4') return addr.toString({ format: 'v4' });

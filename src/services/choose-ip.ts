@@ -4,7 +4,7 @@ import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { claimedSince, markClaiming, unmarkClaiming } from './host-store';
 import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange, type Candidate } from './ip-math';
-import { allocationKey, allocationPrefix, parseAllocation } from './kv-layout';
+import { allocationKey, allocationPrefix, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
 import { defaultProbePlan, probePlan, type Probe } from './probe-plan';
@@ -28,7 +28,13 @@ export interface ChooseIpInput {
 
 export type Choice = { readonly kind: 'free'; readonly candidate: Candidate } | { readonly kind: 'full' };
 
-/** Candidates checked per Consul transaction (Consul before 1.14 takes at most 64 operations). */
+/** Operations per Consul transaction: Consul before 1.14 takes at most 64. */
+export const maxTxnOps = 64;
+
+/**
+ * Candidates checked per Consul transaction: with the old spelling of each that has one (see freeAmong), a
+ * window is at most 64 reads, one transaction.
+ */
 export const windowSize = 32;
 
 /**
@@ -42,6 +48,17 @@ export const windowSize = 32;
  * those are all taken too does it list the pool once and pick from that.
  */
 export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
+  // Keys in another spelling the search meets hold their addresses; they are named in one warning at its end.
+  const otherSpellings = new Set<string>();
+  try {
+    return await search(input, otherSpellings);
+  } finally {
+    if (otherSpellings.size > 0) warnOtherSpellings(input.log, input.pool.name, [...otherSpellings].sort());
+  }
+});
+
+/** chooseIp's search; `otherSpellings` collects the keys in another spelling it finds holding addresses. */
+async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promise<Choice> {
   const { kv, pool, after, lost, log, dataDir, hostId, random = Math.random } = input;
   const avoid = new Set(input.avoid);
   /**
@@ -76,7 +93,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   const first = take(walk, windowSize, avoid);
   if (first.length === 0) return { kind: 'full' };
   const firstReadAt = Date.now();
-  const free = await freeAmong(kv, pool.name, first);
+  const free = await freeAmong(kv, pool.name, first, otherSpellings);
   log.debug(`window from ${first[0]!.ip}: ${free.length} of ${first.length} free`);
   const candidate = await pick(free, firstReadAt);
   if (candidate) return { kind: 'free', candidate };
@@ -85,13 +102,13 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: windowSize })) {
     const batch = probeBatch(pool.ranges, from, probes, avoid);
     const readAt = Date.now();
-    const free = await freeAmong(kv, pool.name, batch);
+    const free = await freeAmong(kv, pool.name, batch, otherSpellings);
     log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
     const candidate = await pick(free, readAt);
     if (candidate) return { kind: 'free', candidate };
   }
   const listedAt = Date.now();
-  const taken = await listTaken(kv, pool.name);
+  const taken = await listTaken(kv, pool.name, otherSpellings);
   log.debug(`window and probes taken; listed and checked ${taken.size} allocations of ${pool.name}`);
   for (const key of avoid) taken.add(key);
   // Window by window to the end of the cycle: free addresses all marked by neighbours (more ADDs running on
@@ -102,7 +119,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
     if (candidate) return { kind: 'free', candidate };
   }
   return { kind: 'full' };
-});
+}
 
 /**
  * Where the search starts: right after the hint, else at the host's home in the first range (ranges are
@@ -144,29 +161,47 @@ function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<stri
  * no values, so the taken ones are read in a second transaction and checked too (the seed: a key in the pool
  * folder that is not a valid Allocation is an error, 102). A window entirely free, the common case after this
  * host's hint, costs one round trip; only a window mixing free and taken addresses costs two.
+ *
+ * A candidate with an old spelling (oldAllocationKey: an IPv6 address whose zero groups are all single, which
+ * releases before RFC 5952 keys wrote as `…::1`) is read under both keys in the same transaction, and is free only
+ * when neither exists: an upgraded cluster holds live allocations there. Other addresses, IPv4 and most IPv6 ones,
+ * cost what they did. A probe batch that overflows one transaction with them is sent as several, side by side.
  */
-async function freeAmong(kv: ConsulKv, pool: string, batch: readonly Candidate[]): Promise<Candidate[]> {
-  const outcome = await kv.txn(batch.map(({ ip }) => ({ verb: 'get', key: allocationKey(pool, ip) })));
-  if (outcome.applied) {
-    for (const entry of outcome.entries) parseAllocation(pool, entry.key, entry.value);
-    return [];
-  }
-  const missing = missingOps(kv, pool, outcome.errors, batch.length);
-  let taken = batch.filter((_, index) => !missing.has(index));
-  const free = batch.filter((_, index) => missing.has(index));
-  // Each rolled-back check names at least one more key released meanwhile: at most one round per candidate.
-  while (taken.length > 0) {
-    const check = await kv.txn(taken.map(({ ip }) => ({ verb: 'get', key: allocationKey(pool, ip) })));
-    if (check.applied) {
-      for (const entry of check.entries) parseAllocation(pool, entry.key, entry.value);
-      break;
+async function freeAmong(kv: ConsulKv, pool: string, batch: readonly Candidate[], otherSpellings: Set<string>): Promise<Candidate[]> {
+  const keysOf = batch.map(({ ip }) => [allocationKey(pool, ip), oldAllocationKey(pool, ip)].filter((key): key is string => key !== undefined));
+  const keys = keysOf.flat();
+  const chunks: string[][] = [];
+  for (let i = 0; i < keys.length; i += maxTxnOps) chunks.push(keys.slice(i, i + maxTxnOps));
+  const existing = new Set((await Promise.all(chunks.map((chunk) => existingKeys(kv, pool, chunk)))).flat());
+  for (const [, oldKey] of keysOf) if (oldKey !== undefined && existing.has(oldKey)) otherSpellings.add(oldKey);
+  // In walk order, so the spread pick and round robin see the window as it is.
+  return batch.filter((_, index) => keysOf[index]!.every((key) => !existing.has(key)));
+}
+
+/** Which of these keys exist, each value checked; one transaction of `get`s, then one more per round of keys found gone. */
+async function existingKeys(kv: ConsulKv, pool: string, keys: readonly string[]): Promise<string[]> {
+  let asked = keys;
+  while (asked.length > 0) {
+    const outcome = await kv.txn(asked.map((key) => ({ verb: 'get', key })));
+    if (outcome.applied) {
+      for (const entry of outcome.entries) parseAllocation(pool, entry.key, entry.value);
+      return [...asked];
     }
-    const released = missingOps(kv, pool, check.errors, taken.length);
-    free.push(...taken.filter((_, index) => released.has(index)));
-    taken = taken.filter((_, index) => !released.has(index));
+    // Each rolled-back read names at least one more key missing (released meanwhile): at most one round per key.
+    const missing = missingOps(kv, pool, outcome.errors, asked.length);
+    if (missing.size === 0) throw new CniError(ErrorCode.KvFailure, `Consul failed a read of ${allocationPrefix(pool)}`, `${kv.server}: a transaction of reads was rolled back without naming why`);
+    asked = asked.filter((_, index) => !missing.has(index));
   }
-  // Back in walk order, so the spread pick and round robin see the window as it is.
-  return batch.filter((candidate) => free.includes(candidate));
+  return [];
+}
+
+/** The search's one warning naming the keys in another spelling it found holding addresses (at most five, then a count). */
+function warnOtherSpellings(log: Log, pool: string, keys: readonly string[]): void {
+  const named = keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, and ${keys.length - 5} more` : '');
+  log.warn(
+    `${keys.length === 1 ? 'key' : `${keys.length} keys`} ${named} in pool ${pool} name${keys.length === 1 ? 's an address' : ' addresses'} in a spelling other than RFC 5952's ` +
+      '(written by a release before RFC 5952 keys, or by hand): taken all the same; consul-ipam rekey moves them to their canonical keys',
+  );
 }
 
 /** The operations of a rolled-back transaction of `get`s whose key does not exist; any other failure is an error. */
@@ -187,15 +222,18 @@ function missingOps(kv: ConsulKv, pool: string, errors: ReadonlyArray<{ readonly
 /**
  * Every allocated address of the pool, each allocation checked (a key not named after an address, or a value
  * that is not an Allocation, is 102): the listing is what ADD comes across, and the seed makes every broken
- * key an error. Values are read too (`?recurse`), which costs more than key names alone, but only on this
- * path: a host's first ADD, without a hint, in a pool crowded from its start.
+ * key an error. A key naming an address in another spelling holds that address (with a warning naming it).
+ * Values are read too (`?recurse`), which costs more than key names alone, but only on this path: a host's first
+ * ADD, without a hint, in a pool crowded from its start.
  */
-async function listTaken(kv: ConsulKv, pool: string): Promise<Set<string>> {
+async function listTaken(kv: ConsulKv, pool: string, otherSpellings: Set<string>): Promise<Set<string>> {
   const prefix = allocationPrefix(pool);
   const taken = new Set<string>();
   for (const entry of await kv.list(prefix)) {
     if (entry.key === prefix) continue; // the folder key that Consul's UI creates
-    taken.add(parseAllocation(pool, entry.key, entry.value).ip);
+    const { ip, canonical } = parseAllocation(pool, entry.key, entry.value);
+    taken.add(ip);
+    if (!canonical) otherSpellings.add(entry.key);
   }
   return taken;
 }

@@ -2,7 +2,8 @@ import { fromPromise } from 'xstate';
 import type { Candidate } from './ip-math';
 import type { ConsulKv } from './consul-client';
 import { noteClaimed, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
-import { allocationKey, belongsTo, parseAllocation, type Allocation } from './kv-layout';
+import { CniError, ErrorCode } from '../cni/errors';
+import { allocationKey, allocationPrefix, belongsTo, oldAllocationKey, parseAllocation, type Allocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
 
@@ -30,6 +31,11 @@ export interface Claim {
  * Runs in ADD once an address is chosen: writes ipam/<pool>/<ip>. The host notes the address before the
  * write, so a retried ADD finds it even if this process dies right after Consul applied it. A resent `cas=0`
  * write that answers false is read back: if the key is ours (the first try was applied), we won.
+ *
+ * An address with an old spelling (oldAllocationKey) is written in one transaction that also guards that key,
+ * still one request: `cas` index 0 beside `check-not-exists` on the old key, so a live allocation an earlier
+ * release wrote there, or one written since chooseIp read it, makes the claim lost like any taken key. A static IP,
+ * written unconditionally, deletes the old key in the same transaction: one address, one allocation.
  */
 export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) => {
   const { kv, pool, candidate, mode, containerId, ifname, hostId, network, dataDir, log } = input;
@@ -46,7 +52,7 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     if (mayHaveWritten) await noteClaimed(dataDir, pool.name).catch(() => undefined);
     await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
   };
-  const written = await kv.put(key, JSON.stringify(allocation), mode === 'next' ? 0 : undefined).catch(async (error: unknown) => {
+  const written = await write(kv, pool.name, key, oldAllocationKey(pool.name, candidate.ip), JSON.stringify(allocation), mode).catch(async (error: unknown) => {
     await unmark(true);
     throw error;
   });
@@ -68,3 +74,28 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
   await Promise.all([unmarked, hint]);
   return { won };
 });
+
+/** The claim's one request: a plain PUT (cas=0 for `next`), or with an old key to guard, a transaction. True when applied. */
+async function write(kv: ConsulKv, pool: string, key: string, oldKey: string | undefined, value: string, mode: ClaimIpInput['mode']): Promise<boolean> {
+  if (oldKey === undefined) return kv.put(key, value, mode === 'next' ? 0 : undefined);
+  const outcome = await kv.txn(
+    mode === 'next'
+      ? [
+          { verb: 'cas', key, index: 0, value },
+          { verb: 'check-not-exists', key: oldKey },
+        ]
+      : [
+          { verb: 'set', key, value },
+          { verb: 'delete', key: oldKey },
+        ],
+  );
+  if (outcome.applied) return true;
+  // Rolled back: the key exists (`index is stale`) or the old one does (`exists`): taken. Anything else is a failure.
+  for (const { what } of outcome.errors) {
+    if (/permission denied/i.test(what)) {
+      throw new CniError(ErrorCode.PermissionDenied, `Consul denied a write of ${key}: permission denied (check ipam.consul_token)`, `${kv.server}: ${what}`);
+    }
+    if (!/index is stale|exists/i.test(what)) throw new CniError(ErrorCode.KvFailure, `Consul failed a write of ${key} in ${allocationPrefix(pool)}`, `${kv.server}: ${what}`);
+  }
+  return false;
+}

@@ -3,7 +3,7 @@ import type { PrevIp } from '../cni/config';
 import { CniError } from '../cni/errors';
 import type { ConsulKv, KvEntry } from './consul-client';
 import { recallHeld } from './host-store';
-import { allocationKey, allocationPrefix, belongsTo, parseAllocation } from './kv-layout';
+import { allocationKey, allocationPrefix, belongsTo, oldAllocationKey, parseAllocation } from './kv-layout';
 import { readPoolFolder } from './pool-folder';
 import type { Log } from './logger';
 
@@ -32,7 +32,8 @@ export interface Found {
  * pool is searched for every allocation of this container (its interface, or none recorded), as the seed says
  * and the original does: another implementation, or another host, may have written one this host does not
  * remember. Keys whose value is not a valid Allocation are passed over with a warning: DEL must not fail on
- * another container's broken key.
+ * another container's broken key. A key naming the address in another spelling (a release before RFC 5952 keys
+ * wrote `fd00:1:2:3:4:5::1`) is the container's allocation all the same, and is released with the others.
  */
 export const findAllocationsLogic = fromPromise<Found[], FindAllocationsInput>(async ({ input }) =>
   (await Promise.all(input.pools.map((pool) => findInPool({ ...input, pool })))).flat(),
@@ -50,11 +51,14 @@ async function findInPool(input: Omit<FindAllocationsInput, 'pools'> & { readonl
   // The first of these answers may be the stale read that picked the server. What it says is ours is checked
   // by the cas delete; what it says is someone else's is read again, fresh: a lagging server must not hide an
   // address this container was just given.
-  const read = async (ip: string): Promise<KvEntry | undefined> => {
-    const entry = await kv.get(allocationKey(pool, ip));
-    return entry?.stale && !isOurs(entry, pool, containerId, ifname) ? kv.get(allocationKey(pool, ip), { fresh: true }) : entry;
+  const read = async (key: string): Promise<KvEntry | undefined> => {
+    const entry = await kv.get(key);
+    return entry?.stale && !isOurs(entry, pool, containerId, ifname) ? kv.get(key, { fresh: true }) : entry;
   };
-  const direct = (await Promise.all(named.map(read))).filter((e): e is KvEntry => e !== undefined);
+  // An address with an old spelling is read under that key too, side by side: an upgraded host's container may
+  // hold it there (one request more, only for such addresses).
+  const keys = named.flatMap((ip) => [allocationKey(pool, ip), oldAllocationKey(pool, ip)].filter((key): key is string => key !== undefined));
+  const direct = (await Promise.all(keys.map(read))).filter((e): e is KvEntry => e !== undefined);
   let entries = direct;
   if (prevIps.length === 0) {
     log.debug(`no address named for ${containerId} in prevResult.ips; searching ${allocationPrefix(pool)}`);

@@ -8,7 +8,7 @@
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/Either';
-import { canonicalIp, ContainerId, InterfaceName, IpAddress, IpWithPrefix, NetworkName } from '../cni/codecs';
+import { canonicalIp, oldSpelling, ContainerId, InterfaceName, IpAddress, IpWithPrefix, NetworkName } from '../cni/codecs';
 import { describeDecodeErrors, showValue, summarizeProblems } from '../cni/decode-report';
 import { CniError, ErrorCode } from '../cni/errors';
 import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
@@ -16,6 +16,15 @@ import { normalizeRange, rangesOverlap, type AddressRange } from './ip-math';
 export const poolKey = (pool: string): string => `ipam/${pool}`;
 export const allocationPrefix = (pool: string): string => `ipam/${pool}/`;
 export const allocationKey = (pool: string, ip: string): string => `ipam/${pool}/${ip}`;
+
+/**
+ * The key an address (canonical text) had under releases of this plugin before RFC 5952 keys, when its spelling
+ * then differs from its key now (oldSpelling): an upgraded cluster may hold a live allocation there.
+ */
+export function oldAllocationKey(pool: string, ip: string): string | undefined {
+  const old = oldSpelling(ip);
+  return old === undefined ? undefined : allocationKey(pool, old);
+}
 
 const RangeObject = t.intersection(
   // Host bits are the lenient reading's to judge (normalizeRange): the original masks them.
@@ -69,6 +78,11 @@ export function readPoolDefinition(pool: string, value: string | null): PoolDefi
   return { ranges, oddities };
 }
 
+/** The one warning naming a pool key served leniently (readPoolDefinition's oddities): what the plugin logs and consul-ipam shows. */
+export function oddityWarning(pool: string, oddities: readonly string[]): string {
+  return `pool key ${poolKey(pool)} is served as the original serves it, though consul-ipam pool set would refuse it: ${oddities.join('; ')}`;
+}
+
 /** Strict: the ranges of a pool value only if nothing about them is odd (what `consul-ipam pool set` may write); else code 101. */
 export function parsePoolDefinition(pool: string, value: string | null): AddressRange[] {
   const { ranges, oddities } = readPoolDefinition(pool, value);
@@ -97,19 +111,29 @@ const AllocationObject = t.intersection(
   'an Allocation object',
 );
 
-/** The address an allocation key is named after; a key not named after one in canonical form is an invalid Allocation. */
-export function allocationIp(pool: string, key: string): string {
-  const prefix = allocationPrefix(pool);
-  const ip = key.startsWith(prefix) ? key.slice(prefix.length) : '';
-  if (canonicalIp(ip) !== ip) {
-    throw new CniError(ErrorCode.InvalidAllocation, `key ${key} in pool ${pool} is not named after an IP address in canonical form`);
-  }
-  return ip;
+/** The address an allocation key names, in canonical text, and whether the key spells it so. */
+export interface KeyAddress {
+  readonly ip: string;
+  /** False for a key in another spelling (our releases before RFC 5952 keys, a hand-made key): it holds the address all the same. */
+  readonly canonical: boolean;
 }
 
-/** Parses an allocation key and its value; the key must end in a canonical address. */
-export function parseAllocation(pool: string, key: string, value: string | null): { ip: string; allocation: Allocation } {
-  const ip = allocationIp(pool, key);
+/**
+ * The address an allocation key is named after, in any spelling that parses as one (`fd00:1:2:3:4:5::1` holds
+ * fd00:1:2:3:4:5:0:1): one address is taken whichever way its key spells it. A key naming no address is an
+ * invalid Allocation (102).
+ */
+export function keyAddress(pool: string, key: string): KeyAddress {
+  const prefix = allocationPrefix(pool);
+  const tail = key.startsWith(prefix) ? key.slice(prefix.length) : '';
+  const ip = canonicalIp(tail);
+  if (ip === undefined) throw new CniError(ErrorCode.InvalidAllocation, `key ${key} in pool ${pool} is not named after an IP address`);
+  return { ip, canonical: ip === tail };
+}
+
+/** Parses an allocation key (any spelling of an address: see keyAddress) and its value. */
+export function parseAllocation(pool: string, key: string, value: string | null): { ip: string; canonical: boolean; allocation: Allocation } {
+  const { ip, canonical } = keyAddress(pool, key);
   let json: unknown;
   try {
     json = JSON.parse(value ?? '');
@@ -124,6 +148,7 @@ export function parseAllocation(pool: string, key: string, value: string | null)
   const { target, ifname, host, network } = decoded.right;
   return {
     ip,
+    canonical,
     allocation: { target, ...(ifname === undefined ? {} : { ifname }), ...(host === undefined ? {} : { host }), ...(network === undefined ? {} : { network }) },
   };
 }

@@ -1,7 +1,7 @@
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
 import type { AddressRange } from './ip-math';
-import { poolKey, readPoolDefinition } from './kv-layout';
+import { oddityWarning, poolKey, readPoolDefinition } from './kv-layout';
 import type { Log } from './logger';
 
 /** A pool as read from ipam/<name>. */
@@ -23,6 +23,6 @@ export async function loadPool(kv: ConsulKv, name: string, log: Log): Promise<Lo
     throw new CniError(ErrorCode.PoolNotFound, `pool ${name} does not exist: there is no key ${poolKey(name)} in Consul KV`, `server ${kv.server}`);
   }
   const { ranges, oddities } = readPoolDefinition(name, entry.value);
-  if (oddities.length > 0) log.warn(`pool key ${poolKey(name)} is served as the original serves it, though consul-ipam pool set would refuse it: ${oddities.join('; ')}`);
+  if (oddities.length > 0) log.warn(oddityWarning(name, oddities));
   return { name, ranges, identity: entry.createIndex };
 }

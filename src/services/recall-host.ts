@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import type { Assigned } from '../cni/result';
 import type { ConsulKv } from './consul-client';
 import { recall } from './host-store';
-import { allocationKey, belongsTo, parseAllocation } from './kv-layout';
+import { allocationKey, belongsTo, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
 
@@ -33,7 +33,9 @@ export const recallHostLogic = fromPromise<Recalled, RecallHostInput>(async ({ i
   log.debug(`host memory for ${pool.name}: last reserved ${memory.lastReserved ?? 'none'}, held ${memory.held?.ip ?? 'none'}`);
   const lastReserved = memory.lastReserved ? { lastReserved: memory.lastReserved } : {};
   if (memory.held === undefined) return lastReserved;
-  const entry = await kv.get(allocationKey(pool.name, memory.held.ip));
+  // A container an earlier release gave the address may hold it under its old spelling: read only when the key is absent.
+  const oldKey = oldAllocationKey(pool.name, memory.held.ip);
+  const entry = (await kv.get(allocationKey(pool.name, memory.held.ip))) ?? (oldKey === undefined ? undefined : await kv.get(oldKey));
   if (!entry) return lastReserved;
   try {
     const { allocation } = parseAllocation(pool.name, entry.key, entry.value);

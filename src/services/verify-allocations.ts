@@ -4,7 +4,7 @@ import { CniError, ErrorCode } from '../cni/errors';
 import type { Assigned } from '../cni/result';
 import type { ConsulKv } from './consul-client';
 import { rangeHolding } from './ip-math';
-import { allocationKey, belongsTo, parseAllocation } from './kv-layout';
+import { allocationKey, belongsTo, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 
 export interface VerifyInput {
@@ -49,7 +49,8 @@ export function nothingToVerify(pools: readonly LoadedPool[], prevIps: readonly 
 /**
  * Runs in CHECK (where the original panicked), once the machine knows prevResult.ips holds an address of a listed
  * pool: every such address must be allocated to this container and interface in Consul, in the pool holding it.
- * Returns those addresses; fails with code 108 naming each that is not.
+ * Returns those addresses; fails with code 108 naming each that is not. An address with no key but its old
+ * spelling's (a release before RFC 5952 keys wrote it) is verified there.
  */
 export const verifyAllocationsLogic = fromPromise<Assigned[], VerifyInput>(async ({ input }) => {
   const { kv, pools, prevIps, containerId, ifname } = input;
@@ -58,7 +59,8 @@ export const verifyAllocationsLogic = fromPromise<Assigned[], VerifyInput>(async
   const problems: string[] = [];
   await Promise.all(
     ours.map(async ({ ip, pool }) => {
-      const entry = await kv.get(allocationKey(pool, ip));
+      const oldKey = oldAllocationKey(pool, ip);
+      const entry = (await kv.get(allocationKey(pool, ip))) ?? (oldKey === undefined ? undefined : await kv.get(oldKey));
       if (entry === undefined) return problems.push(`${ip} is not allocated in pool ${pool}`);
       const { allocation } = parseAllocation(pool, entry.key, entry.value);
       if (!belongsTo(allocation, containerId, ifname)) {

@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { candidatesAfter, isReserved, normalizeRange, rangeAllocating, rangeHolding, rangesOverlap } from '../../src/services/ip-math';
-import { canonicalIp, formatIpv6 } from '../../src/cni/codecs';
+import * as ip6addr from 'ip6addr';
+import { canonicalIp, formatIpv6, oldSpelling } from '../../src/cni/codecs';
 
 const take = (n: number, ranges: Parameters<typeof candidatesAfter>[0], after?: string) => {
   const out: string[] = [];
@@ -51,6 +52,38 @@ describe('formatIpv6', () => {
     assert.equal(formatIpv6([0xfd00, 1, 2, 3, 4, 5, 0, 1]), 'fd00:1:2:3:4:5:0:1');
     assert.equal(formatIpv6([0, 0, 1, 0, 0, 0, 0, 0]), '0:0:1::');
     assert.equal(formatIpv6([1, 0, 0, 2, 0, 0, 0, 3]), '1:0:0:2::3');
+  });
+});
+
+describe('oldSpelling', () => {
+  // Which addresses have a second spelling: the one releases before RFC 5952 keys wrote (ip6addr's zeroElide).
+  const cases: Array<[string, string, string | undefined]> = [
+    ['one zero group: the facts file\'s example', 'fd00:1:2:3:4:5:0:1', 'fd00:1:2:3:4:5::1'],
+    ['one zero group after the prefix (RFC 5952 4.2.2)', '2001:db8:0:1:1:1:1:1', '2001:db8::1:1:1:1:1'],
+    ['a zero first group', '0:1:2:3:4:5:6:7', '::1:2:3:4:5:6:7'],
+    ['a zero last group', '1:2:3:4:5:6:7:0', '1:2:3:4:5:6:7::'],
+    ['several single zero groups: the first is shortened', '11:0:33:0:55:66:77:88', '11::33:0:55:66:77:88'],
+    ['a run of two zero groups: one spelling', 'fd00:1:2:3:4::1', undefined],
+    ['a run and a single zero group: one spelling', '2001:0:0:1::1', undefined],
+    ['no zero group: one spelling', '1:2:3:4:5:6:7:8', undefined],
+    ['the unspecified address', '::', undefined],
+    ['IPv4-mapped', '::ffff:10.0.0.1', undefined],
+    ['IPv4', '10.0.0.1', undefined],
+  ];
+  for (const [label, ip, expected] of cases) test(label, () => assert.equal(oldSpelling(ip), expected));
+
+  // The oracle is ip6addr itself, as those releases called it: every pattern of zero and non-zero groups.
+  test('is ip6addr zeroElide\'s text wherever that differs from RFC 5952, for all 256 patterns of zero groups', () => {
+    let differing = 0;
+    for (let pattern = 0; pattern < 256; pattern++) {
+      const groups = Array.from({ length: 8 }, (_, i) => ((pattern >> (7 - i)) & 1 ? 0 : 0x11 * (i + 1)));
+      const canonical = formatIpv6(groups);
+      const elided = ip6addr.parse(canonical).toString({ format: 'v6', zeroElide: true });
+      if (elided !== canonical) differing++;
+      assert.equal(oldSpelling(canonical), elided === canonical ? undefined : elided, canonical);
+      if (elided !== canonical) assert.equal(canonicalIp(elided), canonical, `${elided} parses back to ${canonical}`);
+    }
+    assert.equal(differing, 54, 'the patterns with zero groups, none next to another');
   });
 });
 
