@@ -50,11 +50,13 @@ test('ADD past a window of old keys lists the pool: each is an address taken, wi
   await putPool(agent.kv, s.pool, [{ subnet: 'fd00:1:2:3:4:5:0:0/122' }]);
   const held = Array.from({ length: 32 }, (_, i) => i + 1);
   await oldAllocations(s, held);
+  // And one made by hand in yet another spelling, past the window: only the listing sees it.
+  await agent.kv.put(`ipam/${s.pool}/FD00:1:2:3:4:5:0:21`, { target: 'by-hand' });
   const run = await add(s, 'new-1');
-  assert.deepEqual(assertSuccess(run).ips, [{ address: `${canonical(0x21)}/122` }], describeRun(run));
+  assert.deepEqual(assertSuccess(run).ips, [{ address: `${canonical(0x22)}/122` }], describeRun(run));
   const warnings = run.stderr.split('\n').filter((line) => line.includes(`ipam/${s.pool}/${oldSpelling(1)}`));
   assert.equal(warnings.length, 1, `one warning names the old keys\n${describeRun(run)}`);
-  assert.match(warnings[0]!, /WARN .*32 keys .*taken all the same; consul-ipam rekey/);
+  assert.match(warnings[0]!, /WARN .*33 keys .*taken all the same; consul-ipam rekey/);
 });
 
 test('ADD: a live allocation written under the old spelling after the search read it loses the claim for ADD (one transaction guards both keys)', T, async () => {
