@@ -83,7 +83,7 @@ with the reason.`,
       lines.push(indent(renderTable([{ heading: 'IP' }, { heading: 'TARGET' }, { heading: 'IFNAME' }, { heading: 'HOST' }, { heading: 'NOTE' }], rows)));
     }
     if (allocations.invalid.length > 0) {
-      lines.push('', 'invalid keys (the plugin refuses them):');
+      lines.push('', 'keys listed apart (the plugin refuses them, or they spell an address otherwise: see consul-ipam rekey):');
       lines.push(indent(renderTable([{ heading: 'KEY' }, { heading: 'PROBLEM' }], allocations.invalid.map((i) => [i.key, i.error]))));
     }
     return { text: lines.join('\n'), json, warnings: oddities.length === 0 ? [] : [oddityWarning(name, oddities)] };

@@ -104,6 +104,20 @@ test('rekey leaves alone a key released or rewritten after it was listed: the ol
   assert.deepEqual(await allocationKeys(agent.kv, pool), [`ipam/${pool}/${old(2)}`]);
 });
 
+test('release NAME IP finds an allocation held under the old spelling of the address', T, async () => {
+  const pool = freshPoolName('release-old');
+  await putPool(agent.kv, pool, [{ subnet: 'fd00:1:2:3:4:5:0:0/120' }]);
+  await agent.kv.put(`ipam/${pool}/${old(7)}`, allocation('c7'));
+  const show = await consulIpam('pool', 'show', pool);
+  assertOk(show);
+  assert.match(show.stdout, new RegExp(`keys listed apart .*\\n.*\\n\\s+ipam/${pool}/${old(7)}\\s+named after ${canonical(7)} in another spelling`));
+  assertFailure(await consulIpam('release', pool, canonical(7), '--target', 'someone-else'), 1, /allocated to c7, not to someone-else/);
+  const run = await consulIpam('release', pool, canonical(7), '--target', 'c7');
+  assertOk(run);
+  assert.match(run.stdout, new RegExp(`released ${canonical(7)} from pool ${pool}: it was allocated to c7`));
+  assert.deepEqual(await allocationKeys(agent.kv, pool), []);
+});
+
 test('rekey of a pool that does not exist fails with 1 and names it', T, async () => {
   assertFailure(await consulIpam('rekey', freshPoolName('missing')), 1, /does not exist/);
 });
