@@ -139,6 +139,7 @@ test('pool list, show and check read a pool the plugin serves leniently as it se
   const show = await consulIpam('--json', 'pool', 'show', pool);
   assertOk(show);
   assert.deepEqual(json(show).ranges.map((r: { subnet: string }) => r.subnet), ['10.88.0.0/29']);
+  assert.deepEqual([json(show).size, json(show).allocated, json(show).free], ['6', 2, '5']);
   assert.deepEqual(json(show).allocations.map((a: { ip: string }) => a.ip), ['10.88.0.2']);
   assert.match(JSON.stringify(json(show).invalid), new RegExp(`${old(1)}.*another spelling`));
   assert.match(show.stderr, /warning: pool key .* host bits/);
@@ -147,7 +148,7 @@ test('pool list, show and check read a pool the plugin serves leniently as it se
   assertOk(check);
   const checked = json(check).pools[0];
   assert.equal(checked.error, undefined, 'the pool is read, not refused');
-  assert.equal(checked.size, '6');
+  assert.deepEqual([checked.size, checked.allocated, checked.free], ['6', 2, '5']);
   assert.deepEqual(
     checked.problems.map((p: { key: string; problems: Array<{ kind: string }> }) => [p.key, p.problems.map((q) => q.kind)]),
     [[`ipam/${pool}/${old(1)}`, ['non-canonical-key']]],

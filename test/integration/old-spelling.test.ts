@@ -4,6 +4,9 @@
 // Everything against a real Consul through the built executables, KV read back afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { oldSpelling as spelledOld } from '../../src/cni/codecs';
+import { homePosition } from '../../src/services/contention';
+import { addressAt, normalizeRange, poolSpan, positionOf } from '../../src/services/ip-math';
 import { startConsul, type ConsulAgent } from '../support/consul';
 import { startProxy } from '../support/cli';
 import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, putPool, runPlugin, scenario, tempDir, type Scenario } from '../support/plugin';
@@ -151,4 +154,33 @@ test('an address without a second spelling is read and claimed as before: one tr
     await proxy.close();
   }
   assert.deepEqual(requests.slice(-2), ['PUT /v1/txn', `PUT /v1/kv/ipam/${s.pool}/fd00:9::1`]);
+});
+
+test('ADD probing past a window of old keys reads both spellings of 64 candidates: two transactions side by side (Consul 1.8 refuses one of more than 64 operations)', T, async () => {
+  const s = scenario([agent.url], 'old-spelling-probe');
+  const subnet = 'fd00:1:2:3:4:5:0:0/112'; // every address has a second spelling: fd00:1:2:3:4:5:0:x
+  await putPool(agent.kv, s.pool, [{ subnet }]);
+  const ranges = [normalizeRange({ subnet })];
+  const hostId = `probe-host-${process.pid}`;
+  const home = homePosition(hostId, poolSpan(ranges));
+  // The host's first window (32 from its home), all held under the old spelling.
+  const window = Array.from({ length: 32 }, (_, i) => addressAt(ranges, home + BigInt(i))!);
+  for (const [i, ip] of window.entries()) await agent.kv.put(`ipam/${s.pool}/${spelledOld(ip)!}`, { target: `old-${i}` });
+  let txns = 0;
+  const proxy = await startProxy(agent.url, async (method, url) => {
+    if (method === 'PUT' && url.startsWith('/v1/txn')) txns++;
+  });
+  let given = '';
+  try {
+    const run = await runPlugin({ command: 'ADD', containerId: 'new-1', config: s.config({ servers: [proxy.url], ipam: { host_id: hostId } }) });
+    given = addressOf(assertSuccess(run).ips[0].address);
+  } finally {
+    await proxy.close();
+  }
+  assert.ok(!window.includes(given), `${given} is not one of the window's held addresses`);
+  // The first probe lies 32 past the home: its first free address.
+  assert.equal(given, addressAt(ranges, positionOf(ranges, window[0]!)! + 32n));
+  // Window: one read, one re-read of the taken; probes: 64 candidates and their 64 old keys in two; the claim.
+  assert.equal(txns, 5, `${txns} transactions`);
+  assert.deepEqual(await allocationKeys(agent.kv, s.pool), [...window.map((ip) => `ipam/${s.pool}/${spelledOld(ip)!}`), `ipam/${s.pool}/${given}`].sort());
 });
