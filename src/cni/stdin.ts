@@ -1,8 +1,7 @@
 /**
  * Reading stdin, kept apart from the config codecs so that the "about" run and VERSION load no io-ts.
  */
-import { readSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { fstatSync, readSync } from 'node:fs';
 import { CniError, ErrorCode } from './errors';
 
 /** Stdin larger than this is refused before parsing: a network config is a few KB. */
@@ -19,12 +18,24 @@ export function sniffVersion(stdin: string): string | undefined {
 }
 
 /**
+ * A terminal or /dev/null on stdin: nothing to read (and a terminal would block the read). fstat answers it
+ * without loading node:tty, which every ADD would pay for.
+ */
+function stdinIsCharacterDevice(): boolean {
+  try {
+    return fstatSync(0).isCharacterDevice();
+  } catch {
+    return false; // no stdin at all: the read below reports it
+  }
+}
+
+/**
  * Reads the process's stdin whole, refusing more than a network config could ever be (and stopping there, so
  * an endless stdin cannot exhaust memory). A runtime hands us a pipe: it is read with synchronous reads to end
  * of file; process.stdin's stream machinery is used only where a read is refused (a non-blocking descriptor).
  */
 export async function readProcessStdin(): Promise<string> {
-  if (isatty(0)) return '';
+  if (stdinIsCharacterDevice()) return '';
   const chunks: Buffer[] = [];
   let size = 0;
   const take = (chunk: Buffer): void => {

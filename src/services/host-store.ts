@@ -147,6 +147,18 @@ function writeTemporary(dir: string, name: string, content: string): string {
   }
 }
 
+/**
+ * Removes a file this process made, if it is still there. `rmSync` would do it too, but it loads Node's rimraf
+ * module on every ADD; folders (never ours to make at these names) are left to `rmSync` where they may occur.
+ */
+function removeFile(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
 /** Puts `temporary` in place of `target` atomically; whatever held the name (a folder, a symlink: not ours) is replaced, never followed. */
 function replace(temporary: string, target: string): void {
   try {
@@ -166,7 +178,7 @@ function writeAtomically(dataDir: string, dirs: readonly string[], name: string,
   try {
     replace(temporary, join(dir, name));
   } catch (error) {
-    fs.rmSync(temporary, { force: true });
+    removeFile(temporary);
     throw error;
   }
 }
@@ -379,7 +391,7 @@ export async function markClaiming(dataDir: string, pool: string, ip: string): P
   } catch {
     return true;
   } finally {
-    if (temporary !== undefined) fs.rmSync(temporary, { force: true });
+    if (temporary !== undefined) removeFile(temporary);
   }
 }
 
@@ -401,7 +413,7 @@ function takeOver(dir: string, ip: string, marker: string, temporary: string, st
     replace(temporary, marker);
     return true;
   } finally {
-    fs.rmSync(lock, { force: true });
+    removeFile(lock);
   }
 }
 
@@ -462,5 +474,5 @@ export async function unmarkClaiming(dataDir: string, pool: string, ip: string):
   if (dir === undefined) return;
   const marker = join(dir, segment(ip));
   const read = readHostFile(marker);
-  if ('text' in read && read.text === self()) fs.rmSync(marker, { force: true });
+  if ('text' in read && read.text === self()) removeFile(marker);
 }
