@@ -3,7 +3,7 @@
  * The verbose flavour is the same code built with IPAM_DA_CONSUL_FLAVOUR=verbose: it logs at debug level to a file.
  */
 import { version } from '../package.json';
-import { runPlugin } from './cni/plugin';
+import { captureNoStackTraces, runPlugin } from './cni/plugin';
 import { runCommandMachine } from './machines/run-command';
 import { readProcessStdin } from './cni/stdin';
 import { defaultVerboseLogFile } from './services/logger';
@@ -12,6 +12,8 @@ declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
 const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
 // The log file can be moved (tests, hosts with another layout) without rebuilding.
 const logFile = verbose ? process.env.IPAM_DA_CONSUL_LOG_FILE || defaultVerboseLogFile : undefined;
+
+if (!verbose) captureNoStackTraces();
 
 void runPlugin(
   { name: 'ipam-da-consul', version, ...(logFile ? { logFile } : {}) },

@@ -4,13 +4,15 @@
  * The verbose flavour is the same code built with IPAM_DA_CONSUL_FLAVOUR=verbose: it logs at debug level to a file.
  */
 import { version } from '../package.json';
-import { readProcessStdin, runPlugin } from './cni/plugin';
+import { captureNoStackTraces, readProcessStdin, runPlugin } from './cni/plugin';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
 const name = 'ipam-delegated';
 const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
 // The log file can be moved (tests, hosts with another layout) without rebuilding.
 const logFile = verbose ? process.env.IPAM_DELEGATED_LOG_FILE || `/var/log/cni/${name}.log` : undefined;
+
+if (!verbose) captureNoStackTraces();
 
 void runPlugin(
   { name, version, ...(logFile ? { logFile } : {}) },

@@ -8,12 +8,14 @@
  * and prints nothing for GC. The lifecycle is src/machines/ds-static-command.machine.ts.
  */
 import { version } from '../package.json';
-import { readProcessStdin, runPlugin, type PluginOutcome } from './cni/plugin';
+import { captureNoStackTraces, readProcessStdin, runPlugin, type PluginOutcome } from './cni/plugin';
 
 declare const IPAM_DA_CONSUL_FLAVOUR: string | undefined;
 const name = 'ipam-ds-static';
 const verbose = typeof IPAM_DA_CONSUL_FLAVOUR !== 'undefined' && IPAM_DA_CONSUL_FLAVOUR === 'verbose';
 const logFile = verbose ? process.env.IPAM_DS_STATIC_LOG_FILE || `/var/log/cni/${name}.log` : undefined;
+
+if (!verbose) captureNoStackTraces();
 
 void runPlugin(
   { name, version, ...(logFile ? { logFile } : {}) },
