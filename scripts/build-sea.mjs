@@ -23,7 +23,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startupPlugins } from './bundle-plugins.mjs';
+import { startupBuildOptions } from './bundle-plugins.mjs';
 import { architectures, embeddedNode, nodeBinary } from './node-dist.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -42,17 +42,10 @@ function run(command, args, what, cwd = root) {
 /** One bundle of all programs; each is imported only when chosen, so a run compiles and runs its own code only. */
 async function bundle() {
   const { outputFiles } = await build({
+    ...startupBuildOptions,
     entryPoints: [path.join(root, 'src/main-by-name.ts')],
     write: false,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: !process.env.BUILD_UNMINIFIED,
-    legalComments: 'none',
     // No define of IPAM_DA_CONSUL_FLAVOUR: src/main-by-name.ts sets it from the name it runs as.
-    plugins: startupPlugins,
-    logLevel: 'warning',
   });
   return outputFiles[0].text;
 }

@@ -6,7 +6,7 @@ import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { startupPlugins } from './bundle-plugins.mjs';
+import { startupBuildOptions } from './bundle-plugins.mjs';
 
 // codeCache: wrap the bundle in scripts/code-cache-loader.cjs, for the executables a runtime execs per container.
 const executables = [
@@ -17,32 +17,37 @@ const executables = [
 ];
 
 const loader = await readFile(new URL('./code-cache-loader.cjs', import.meta.url), 'utf8');
+/** Where the bundle starts; the loader looks for the same text (`bundleCommentStart` there). */
+const bundleCommentStart = '/* bundle:\n';
+if (!loader.includes(`const bundleCommentStart = '${bundleCommentStart.replace('\n', '\\n')}';`)) throw new Error('code-cache-loader.cjs and build.mjs disagree on bundleCommentStart');
 
-/** The executable's text: the bundle itself, or the loader with the bundle as a string and an ID of this build. */
+/**
+ * The executable's text: the bundle itself, or the loader, a call to run it with an ID of this build, and the
+ * bundle in a comment at the end. In a comment, not a string: V8 skips a comment when it compiles the file,
+ * where a 350 KB string literal is scanned, copied and hashed on every start. The loader reads the comment back
+ * from the file; the comment's one forbidden sequence, `*` `/`, is written as a marker found nowhere in the
+ * bundle.
+ */
 function executable(cacheName, bundle, codeCache) {
   if (!codeCache) return bundle;
   const body = bundle.replace(/^#!.*\n/, '');
   const buildId = createHash('sha256').update(body).digest('hex').slice(0, 16);
-  return `#!/usr/bin/env node\n${loader}\nrun(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, ${JSON.stringify(body)});\n`;
+  let marker = '@/';
+  while (body.includes(marker)) marker = `@${marker}`;
+  const call = `run(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, trailingBundle(${JSON.stringify(marker)}));`;
+  return `#!/usr/bin/env node\n${loader}\n${call}\n${bundleCommentStart}${body.replaceAll('*/', marker)}*/\n`;
 }
 
 for (const { name, entry, flavours, codeCache } of executables) {
   for (const flavour of flavours) {
     const outfiles = flavour === 'standard' ? [`dist/${name}`] : [`dist/${flavour}/${name}`, `dist/${name}-${flavour}`];
     const { outputFiles } = await build({
+      ...startupBuildOptions,
       entryPoints: [entry],
       outfile: outfiles[0],
       write: false,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      minify: !process.env.BUILD_UNMINIFIED, // unminified builds read better in a CPU profile
-      legalComments: 'none',
       banner: { js: '#!/usr/bin/env node' },
       define: { IPAM_DA_CONSUL_FLAVOUR: JSON.stringify(flavour) },
-      plugins: startupPlugins,
-      logLevel: 'warning',
     });
     const cacheName = flavour === 'standard' ? name : `${name}-${flavour}`;
     const text = executable(cacheName, outputFiles[0].text, codeCache);

@@ -2,8 +2,9 @@
 // executable's by scripts/build-sea.mjs (one cache per program it runs as).
 //
 // A runtime execs the plugin once per container, so compiling the same ~350 KB of JavaScript on every run is
-// a large part of its start-up (docs/performance.md). The bundle is kept below as a string (cheap to scan)
-// and compiled with V8's code cache when one made by this very build on this Node is found. After a command
+// a large part of its start-up (docs/performance.md). The bundle is kept in a comment at the end of the file
+// (V8 skips it when compiling the file; trailingBundle reads it back) and compiled with V8's code cache
+// when one made by this very build on this Node is found. The single executable passes it as a string. After a command
 // that exercises the plugin (ADD, DEL, CHECK, GC, STATUS) found none, the cache is written for the next run.
 //
 // The caches live in /var/cache/ipam-da-consul (root-owned, mode 0700: as trusted as the executables), or
@@ -14,6 +15,19 @@ const { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileS
 const { wrap } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
+
+/** Where scripts/build.mjs starts the comment holding the bundle. */
+const bundleCommentStart = '/* bundle:\n';
+
+/** The bundle from the comment at the end of this file, with `marker` turned back into the `*` `/` it stands for. */
+function trailingBundle(marker) {
+  const text = readFileSync(__filename, 'utf8');
+  const start = text.lastIndexOf(bundleCommentStart);
+  const end = text.lastIndexOf('*/');
+  if (start < 0 || end < start) throw new Error(`${__filename} is damaged: its bundle is missing; reinstall it`);
+  const body = text.slice(start + bundleCommentStart.length, end);
+  return body.includes(marker) ? body.replaceAll(marker, '*/') : body;
+}
 
 function run(name, buildId, source) {
   const setting = process.env.IPAM_CODE_CACHE_DIR;
