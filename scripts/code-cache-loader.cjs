@@ -29,6 +29,16 @@ function trailingBundle(marker) {
   return body.includes(marker) ? body.replaceAll(marker, '*/') : body;
 }
 
+/** Whether a process of that pid exists (EPERM: it does, as another user's). */
+function isRunning(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
 function run(name, buildId, source) {
   const setting = process.env.IPAM_CODE_CACHE_DIR;
   const dir = setting === 'off' ? undefined : setting || '/var/cache/ipam-da-consul';
@@ -48,10 +58,13 @@ function run(name, buildId, source) {
         const temporary = `${file}.${process.pid}.tmp`;
         writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
         renameSync(temporary, file);
-        // Caches of earlier builds of this executable are of no use any more.
-        const ours = new RegExp(`^${name}-[0-9a-f]{16}-.*\\.v8cache$`);
+        // Caches of earlier builds of this executable are of no use any more, nor the temporaries of writers
+        // killed before their rename (their pid is gone).
+        const ours = new RegExp(`^${name}-[0-9a-f]{16}-.*\\.v8cache(?:\\.(\\d+)\\.tmp)?$`);
         for (const old of readdirSync(dir)) {
-          if (ours.test(old) && join(dir, old) !== file) unlinkSync(join(dir, old));
+          const match = ours.exec(old);
+          if (match === null || join(dir, old) === file) continue;
+          if (match[1] === undefined || !isRunning(Number(match[1]))) unlinkSync(join(dir, old));
         }
       } catch {
         // A read-only or missing cache dir only means no cache.

@@ -2,6 +2,7 @@
 // command that exercises the plugin, used by the next runs, ignored when it does not fit, never required.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { useConsul } from '../support/consul';
@@ -54,4 +55,16 @@ test('IPAM_CODE_CACHE_DIR=off writes nothing; an unwritable cache dir is no erro
   writeFileSync(file, '');
   await addAndDel(path.join(file, 'sub'), 'cache-6'); // mkdir under a regular file fails
   assert.deepEqual(readdirSync(dir), ['a-file']);
+});
+
+test("writing a cache removes the temporaries of writers killed before their rename, never a running one's", async () => {
+  const dir = tempDir('code-cache-');
+  const gone = spawnSync('true').pid!; // exited: its pid is free
+  const stem = 'ipam-da-consul-0123456789abcdef-v20.0.0-x64.v8cache';
+  writeFileSync(path.join(dir, `${stem}.${gone}.tmp`), 'half a cache');
+  writeFileSync(path.join(dir, `${stem}.${process.pid}.tmp`), 'being written');
+  writeFileSync(path.join(dir, 'unrelated.tmp'), '');
+  await addAndDel(dir, 'cache-7');
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')).sort(), [`${stem}.${process.pid}.tmp`, 'unrelated.tmp']);
+  assert.equal(caches(dir).length, 1);
 });
