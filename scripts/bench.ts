@@ -17,6 +17,8 @@ import { stormModel, stormModelRow } from './bench-storm-model';
 const root = path.resolve(__dirname, '..');
 const plugin = path.join(root, 'dist/ipam-da-consul');
 const verbosePlugin = path.join(root, 'dist/verbose/ipam-da-consul');
+/** The pool selector the delegated chain runs before the allocator, on every ADD. */
+const dsStatic = path.join(root, 'dist/ipam-ds-static');
 /** The single executable of this machine's arch (scripts/build-sea.mjs); BENCH_BINARY_DIR measures another build of it. */
 const binaryDir = process.env.BENCH_BINARY_DIR ?? path.join(root, `dist-bin/linux-${process.arch}`);
 const binaryPlugin = path.join(binaryDir, 'ipam-da-consul');
@@ -196,13 +198,22 @@ async function main(): Promise<void> {
     await del(agent, 'empty4', dirs.empty4, 'warm-binary', warmBinary.address, binaryForm);
 
     const versionInput = '{"cniVersion":"1.0.0"}';
+    const dsStaticInput = JSON.stringify({ cniVersion: '1.0.0', name: 'bench', ipam: { type: 'ipam-delegated', pools: [{ name: 'empty4' }] } });
+    mustSucceed(await run(['node', dsStatic], cni('ADD', 'ds-warm'), dsStaticInput), 'ipam-ds-static ADD'); // writes its code cache
     const startup = await alternate({
       node: () => run(['node', '-e', '']),
       about: () => run(['node', plugin]),
       version: () => run(['node', plugin], { CNI_COMMAND: 'VERSION' }, versionInput),
+      dsStatic: async (i) => {
+        const r = await run(['node', dsStatic], cni('ADD', `ds${i}`), dsStaticInput);
+        mustSucceed(r, 'ipam-ds-static ADD');
+        return r;
+      },
     });
     row('"about" run (no CNI_COMMAND) ÷ `node -e \'\'`', (startup.about! / startup.node!).toFixed(2), '≤ 1.5', startup.about! / startup.node! <= 1.5);
     row('`VERSION` ÷ `node -e \'\'`', (startup.version! / startup.node!).toFixed(2), '≤ 1.5', startup.version! / startup.node! <= 1.5);
+    // The selector loads its own machine (xstate, io-ts) but no HTTP client: between VERSION and the allocator.
+    row('`ipam-ds-static` `ADD` ÷ `node -e \'\'`', (startup.dsStatic! / startup.node!).toFixed(2), '≤ 1.5', startup.dsStatic! / startup.node! <= 1.5);
 
     // ADD and DEL in pairs: each ADD's address is released by the DEL that follows, so pools keep their size.
     const pending: Record<string, string> = {};
