@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -33,12 +33,22 @@ const show = (r: Run): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: $
 let work: string;
 /** The temporary dir apt_install's logs go to: empty again after every run. */
 let scratch: string;
+/**
+ * The library as the unprivileged user reads it: a copy in `work`, since the checkout may sit in a folder
+ * only root can enter (CI's fresh clone is in a mode-0700 temporary folder).
+ */
+let libForNobody: string;
 
 before(() => {
   if (skip) return;
   work = mkdtempSync(path.join(tmpdir(), 'apt-install-test-'));
+  chmodSync(work, 0o755);
   scratch = path.join(work, 'tmp');
   mkdirSync(scratch);
+  chmodSync(scratch, 0o1777);
+  libForNobody = path.join(work, 'apt.sh');
+  copyFileSync(lib, libForNobody);
+  chmodSync(libForNobody, 0o644);
 });
 after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
@@ -46,7 +56,7 @@ after(() => {
 
 /** Sources the library in a fresh bash named install-test, as a script does, and runs `apt_install ...args`. */
 function aptInstall(args: string[], options: { env?: Record<string, string>; asNobody?: boolean } = {}): Run {
-  const bash = ['bash', '-c', 'set -euo pipefail; source "$1"; shift; apt_install "$@"', 'install-test', lib, ...args];
+  const bash = ['bash', '-c', 'set -euo pipefail; source "$1"; shift; apt_install "$@"', 'install-test', options.asNobody ? libForNobody : lib, ...args];
   const [file, ...argv] = options.asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...bash] : bash;
   const r = spawnSync(file!, argv, {
     encoding: 'utf8',
