@@ -1,14 +1,14 @@
 // ADD, as a runtime runs it through ipam-delegated, against a real Consul: which address is handed out
 // (next free, round robin, ranges, IPv6, static IPs), what the result looks like per cniVersion, what is
 // written to KV, server fail-over, concurrency, and the verbose flavour's log.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { homePosition } from '../../src/services/contention';
 import { addressAt, normalizeRange, poolSpan, positionOf } from '../../src/services/ip-math';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import {
   addressOf,
   allocationKeys,
@@ -27,16 +27,8 @@ import {
   type Scenario,
 } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 /** Runs ADD for a container of the scenario and returns the run. */
 function add(s: Scenario, containerId: string, more: Parameters<Scenario['config']>[0] = {}, ifname = 'eth0', env: Record<string, string> = {}) {

@@ -2,28 +2,23 @@
 // spelling (releases before RFC 5952 keys wrote fd00:1:2:3:4:5::1 for fd00:1:2:3:4:5:0:1) are moved to their
 // canonical keys, each in one transaction; KV is read back after each run. Pools the plugin serves leniently
 // are shown as it serves them, with its warning.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { assertFailure, assertOk, execute, json, startProxy, type Run } from '../support/cli';
 import { kvState } from '../support/reliability';
 import { allocationKeys, freshPoolName, putPool, runPlugin, netConfig, describeRun } from '../support/plugin';
 
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'bin/consul-ipam');
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
 const consulIpam = (...args: string[]): Promise<Run> => execute(cli, ['--consul', agent.url, ...args]);
 
-before(async () => {
+before(() => {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` before the integration tests`);
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
 });
 
 const old = (n: number): string => `fd00:1:2:3:4:5::${n}`;

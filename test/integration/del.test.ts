@@ -1,9 +1,9 @@
 // DEL against a real Consul: releases only this container's keys (named by prevResult.ips, or searched for),
 // is idempotent, leaves a reallocated key alone, fails with 11 when Consul is unreachable, and always prints
 // a JSON IPAM result (the delegation protocol's meta plugin treats empty output as a failure).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import {
   addressOf,
   allocationKeys,
@@ -20,16 +20,8 @@ import {
   type Scenario,
 } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 type More = Parameters<Scenario['config']>[0];
 

@@ -1,21 +1,13 @@
 // The KV layout, exactly as the seed describes it, both ways: a pool and allocations made by hand with plain
 // HTTP PUTs (as an operator does with curl or the Consul UI) work with ADD, DEL and CHECK; and what the plugin
 // writes reads back with plain HTTP GETs as the seed says: ipam/<pool>/<ip> holding {"target": "<container id>"}.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { assertSuccess, freshPoolName, runPlugin, netConfig, tempDir } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 30_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 /** `curl -X PUT --data <body> $CONSUL/v1/kv/<key>` */
 async function curlPut(key: string, body: string): Promise<void> {

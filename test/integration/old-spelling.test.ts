@@ -2,25 +2,17 @@
 // fd00:1:2:3:4:5::1 for fd00:1:2:3:4:5:0:1). An operator who upgrades has live allocations under them: ADD must
 // never hand such an address to a second container, and DEL, CHECK and GC must find the container's own.
 // Everything against a real Consul through the built executables, KV read back afterwards.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { oldSpelling as spelledOld } from '../../src/cni/codecs';
 import { homePosition } from '../../src/services/contention';
 import { addressAt, normalizeRange, poolSpan, positionOf } from '../../src/services/ip-math';
-import { startConsul, type ConsulAgent } from '../support/consul';
+import { useConsul } from '../support/consul';
 import { startProxy } from '../support/cli';
 import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, putPool, runPlugin, scenario, tempDir, type Scenario } from '../support/plugin';
 
-let agent: ConsulAgent;
+const agent = useConsul();
 const T = { timeout: 60_000 };
-
-before(async () => {
-  agent = await startConsul();
-});
-
-after(async () => {
-  await agent?.stop();
-});
 
 /** fd00:1:2:3:4:5:0:<n> as the old releases keyed it: the single zero group shortened to `::`. */
 const oldSpelling = (n: number): string => `fd00:1:2:3:4:5::${n.toString(16)}`;
