@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
-import { claimedSince, markClaiming, unmarkClaiming } from './host-store';
+import { markClaiming } from './host-store';
 import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -62,25 +62,22 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   const { kv, pool, after, lost, log, dataDir, hostId, random = Math.random } = input;
   const avoid = new Set(input.avoid);
   /**
-   * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming.
-   * When neighbours hold every one, their claims are decided within milliseconds (and may fail): ask again a
-   * few times before moving on, rather than take the pool for full.
+   * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming,
+   * or may have taken since they were read (markClaiming). When running neighbours hold every one, their claims
+   * are decided within milliseconds (and may fail): ask again a few times before moving on, rather than take the
+   * pool for full.
    */
   const pick = async (free: readonly Candidate[], readAt: number): Promise<Candidate | undefined> => {
-    const takenSince = new Set<string>(); // found taken when read again: not asked about twice
+    const takenSince = new Set<string>(); // taken by a neighbour since the read: not asked about again
     for (let round = 0; round < 4 && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
-        if (takenSince.has(candidate.ip) || !(await markClaiming(dataDir, pool.name, candidate.ip))) continue;
-        // The window was read before the mark: a neighbour may have won this address and dropped its marker
-        // since. If one claimed anything since the read, read the key again, so this host never sends a cas=0
-        // write it has already lost to itself.
-        if (!(await claimedSince(dataDir, pool.name, readAt))) return candidate;
-        if ((await kv.get(allocationKey(pool.name, candidate.ip), { fresh: true })) === undefined) return candidate;
-        takenSince.add(candidate.ip);
-        await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
+        if (takenSince.has(candidate.ip)) continue;
+        const mark = await markClaiming(dataDir, pool.name, candidate.ip, readAt);
+        if (mark === 'marked') return candidate;
+        if (mark === 'taken') takenSince.add(candidate.ip);
       }
     }
     return undefined;

@@ -1,7 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { Candidate } from './ip-math';
 import type { ConsulKv } from './consul-client';
-import { noteClaimed, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
+import { keepClaimed, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
 import { CniError, ErrorCode } from '../cni/errors';
 import { allocationKey, allocationPrefix, belongsTo, oldAllocationKey, parseAllocation, type Allocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -46,32 +46,32 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
   const requestsBefore = kv.requests;
-  // chooseIp marked the address on this host; once Consul has answered, neighbours may look at it again. If the
-  // write may have been applied, they must first learn that their reads of the pool may be out of date.
-  const unmark = async (mayHaveWritten: boolean) => {
-    if (mayHaveWritten) await noteClaimed(dataDir, pool.name).catch(() => undefined);
-    await unmarkClaiming(dataDir, pool.name, candidate.ip).catch(() => undefined);
-  };
-  const written = await write(kv, pool.name, key, oldAllocationKey(pool.name, candidate.ip), JSON.stringify(allocation), mode).catch(async (error: unknown) => {
-    await unmark(true);
+  // chooseIp marked the address on this host. A claim that may have been applied keeps its marker, touched once
+  // Consul has answered, until this host releases the address: a neighbour that read the pool before the write
+  // then knows not to claim it (markClaiming). A claim known lost drops it: neighbours may try the address again.
+  const settle = (mayHaveWritten: boolean) => (mayHaveWritten ? keepClaimed : unmarkClaiming)(dataDir, pool.name, candidate.ip).catch(() => undefined);
+  let won: boolean;
+  try {
+    won = await write(kv, pool.name, key, oldAllocationKey(pool.name, candidate.ip), JSON.stringify(allocation), mode);
+    // A false answer to a write sent once means another writer holds the key. Only a write the client had to
+    // resend (its first try may have been applied) can have lost to itself: read the key back then.
+    if (!won && kv.requests - requestsBefore > 1) {
+      const entry = await kv.get(key);
+      won = entry !== undefined && belongsTo(parseAllocation(pool.name, entry.key, entry.value).allocation, containerId, ifname);
+      log.debug(`cas=0 write of ${key} lost; the key ${won ? 'is ours after all' : 'belongs to another container'}`);
+    }
+  } catch (error) {
+    await settle(true); // the write may have been applied
     throw error;
-  });
-  const unmarked = unmark(written || kv.requests - requestsBefore > 1);
-  let won = written;
-  // A false answer to a write sent once means another writer holds the key. Only a write the client had to
-  // resend (its first try may have been applied) can have lost to itself: read the key back then.
-  if (!written && kv.requests - requestsBefore > 1) {
-    const entry = await kv.get(key);
-    won = entry !== undefined && belongsTo(parseAllocation(pool.name, entry.key, entry.value).allocation, containerId, ifname);
-    log.debug(`cas=0 write of ${key} lost; the key ${won ? 'is ours after all' : 'belongs to another container'}`);
   }
+  const settled = settle(won);
   const hint =
     won && mode === 'next'
       ? rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip).catch((error: Error) =>
           log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
         )
       : undefined;
-  await Promise.all([unmarked, hint]);
+  await Promise.all([settled, hint]);
   return { won };
 });
 

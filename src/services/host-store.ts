@@ -3,13 +3,12 @@
  *
  *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>"}
  *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
- *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip> right now
- *   <data_dir>/<pool>/claiming/.claimed         empty; touched by each process of this host that may just have taken an address
+ *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip>, or that took it
  *
  * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
  * address just released is not handed straight out again) and lets ADD start where free addresses are;
  * the second lets a repeated ADD find its address without reading the pool; the third keeps ADDs running at
- * once on this host off each other's address. Losing them (a new host, a wiped disk) costs one longer search,
+ * once on this host off each other's address (a won address keeps its marker until this host releases it). Losing them (a new host, a wiped disk) costs one longer search,
  * never a wrong answer.
  *
  * Every file here is input, like stdin: a crashed process, another program, a full disk or someone with write
@@ -107,7 +106,7 @@ type Read = { readonly text: string } | { readonly missing: true } | { readonly 
  * Reads at most maxFileBytes of a regular file, never through a symlink (O_NOFOLLOW) and without blocking on a
  * FIFO (O_NONBLOCK). A huge file is not slurped: it is reported as too large after one small read.
  */
-function readHostFile(path: string, limit = maxFileBytes): Read & { ino?: number } {
+function readHostFile(path: string, limit = maxFileBytes): Read & { ino?: number; mtimeMs?: number } {
   let fd: number;
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
@@ -118,11 +117,12 @@ function readHostFile(path: string, limit = maxFileBytes): Read & { ino?: number
   }
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) return { problem: 'it is not a regular file', ino: stat.ino };
+    const { ino, mtimeMs } = stat;
+    if (!stat.isFile()) return { problem: 'it is not a regular file', ino, mtimeMs };
     const buffer = Buffer.alloc(limit + 1);
     const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
-    if (length > limit) return { problem: `it is larger than ${limit} bytes`, ino: stat.ino };
-    return { text: buffer.subarray(0, length).toString('utf8'), ino: stat.ino };
+    if (length > limit) return { problem: `it is larger than ${limit} bytes`, ino, mtimeMs };
+    return { text: buffer.subarray(0, length).toString('utf8'), ino, mtimeMs };
   } catch (error) {
     return { problem: `it cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
   } finally {
@@ -345,73 +345,107 @@ function linkExclusively(existing: string, name: string): boolean {
   }
 }
 
-/** What holds a marker name: the file's inode and whether the process it names runs; undefined when the name is free. */
-function holderOf(path: string): { ino?: number; content?: string; running: boolean } | undefined {
+/** What holds a marker name: the file's inode and time, and whether the process it names runs; undefined when the name is free. */
+function holderOf(path: string): { ino?: number; mtimeMs: number; content?: string; running: boolean } | undefined {
   const read = readHostFile(path);
   if ('missing' in read) return undefined;
   if (!('text' in read)) {
-    let ino = read.ino;
-    try {
-      ino ??= fs.lstatSync(path).ino;
-    } catch {
-      return undefined;
+    let { ino, mtimeMs } = read;
+    if (ino === undefined || mtimeMs === undefined) {
+      try {
+        ({ ino, mtimeMs } = fs.lstatSync(path)); // a symlink is judged by the link itself, never by what it points to
+      } catch {
+        return undefined;
+      }
     }
-    return { ino, running: false };
+    return { ino, mtimeMs, running: false };
   }
-  return { ino: read.ino, content: read.text, running: isRunning(read.text) };
+  return { ino: read.ino, mtimeMs: read.mtimeMs!, content: read.text, running: isRunning(read.text) };
+}
+
+/**
+ * What marking an address gave: `marked`, this process holds it now; `held`, a running process of this host is
+ * claiming it (its claim is decided within milliseconds, and may fail); `taken`, a process of this host that is
+ * gone may have taken it after the caller read Consul.
+ */
+export type Mark = 'marked' | 'held' | 'taken';
+
+/**
+ * File times on Linux lag the clock by up to a tick; markers are judged against times read from the clock, with this margin.
+ */
+const timestampMarginMs = 50;
+
+/** How a marker found in place is judged: `stale` when it may be taken over. */
+function judge(holder: NonNullable<ReturnType<typeof holderOf>>, mine: string, readAt: number): Mark | 'stale' {
+  if (holder.content === mine) return 'marked';
+  if (holder.running) return 'held';
+  // Touched at or after the read (or in the future: a clock stepped back, a planted file), the read may predate
+  // the claim. Before it, the read was sent after Consul answered the claim, and saw its outcome.
+  return holder.mtimeMs >= readAt - timestampMarginMs ? 'taken' : 'stale';
 }
 
 /**
  * Marks an address as being claimed by this process, so that ADDs running at the same moment on this host do
- * not race each other for it in Consul. False when another running process of this host holds it.
+ * not race each other for it in Consul. `readAt` is when the caller sent the read of Consul that found it free
+ * (ms since the epoch).
+ *
+ * A claim that may have been applied keeps its marker (keepClaimed) until this host releases the address
+ * (forgetClaimed): were it dropped, a neighbour that read the pool before that write would find the name free
+ * and send a write it has already lost to its own host. So a marker whose process is gone is judged by its time
+ * (see `judge`): touched since `readAt`, the address is `taken` without asking Consul again; touched well before,
+ * the read (Consul's reads are consistent) already reflects that claim and found the address free since, so the
+ * marker is taken over.
  *
  * The marker appears whole or not at all: its content is written to a temporary file first and link(2)ed into
  * place, which fails when the name is taken (a neighbour never reads an empty marker, so never takes a live
- * one for stale). A marker whose process is gone (or that is not a marker at all) is taken over under a
- * takeover lock, `claiming/<ip>.takeover`, made the same way: of several processes finding the same stale
- * marker, one replaces it (rename: the name is never free meanwhile), the others see a running holder. Any
- * other file-system trouble only means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
+ * one for stale). A stale marker (or one that is not a marker at all) is taken over under a takeover lock,
+ * `claiming/<ip>.takeover`, made the same way: of several processes finding the same stale marker, one replaces
+ * it (rename: the name is never free meanwhile), the others see a running holder. Any other file-system trouble
+ * only means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
  */
-export async function markClaiming(dataDir: string, pool: string, ip: string): Promise<boolean> {
+export async function markClaiming(dataDir: string, pool: string, ip: string, readAt: number): Promise<Mark> {
   let temporary: string | undefined;
   try {
     const dir = hostDir(dataDir, claimDirs(pool))!;
     const marker = join(dir, segment(ip));
     const mine = self();
-    temporary = writeTemporary(dir, ip, mine);
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (linkExclusively(temporary, marker)) return true;
+      // Judged before anything is written: in a storm, most candidates a process tries are a neighbour's.
       const holder = holderOf(marker);
-      if (holder === undefined) continue; // unmarked meanwhile: try again
-      if (holder.content === mine) return true;
-      if (holder.running) return false;
-      return takeOver(dir, ip, marker, temporary, holder.ino);
+      const judged = holder === undefined ? undefined : judge(holder, mine, readAt);
+      if (judged !== undefined && judged !== 'stale') return judged;
+      temporary ??= writeTemporary(dir, ip, mine);
+      if (judged === 'stale') return takeOver(dir, ip, marker, temporary, mine, readAt);
+      if (linkExclusively(temporary, marker)) return 'marked';
+      // Marked meanwhile: judge the new holder.
     }
-    return false;
+    return 'held';
   } catch {
-    return true;
+    return 'marked';
   } finally {
     if (temporary !== undefined) removeFile(temporary);
   }
 }
 
-/** Replaces a stale marker by this process's, holding the takeover lock; false when another process holds the lock or the address. */
-function takeOver(dir: string, ip: string, marker: string, temporary: string, staleIno: number | undefined): boolean {
+/** Replaces a stale marker by this process's, holding the takeover lock and judging the marker again under it. */
+function takeOver(dir: string, ip: string, marker: string, temporary: string, mine: string, readAt: number): Mark {
   const lock = join(dir, `${ip}.takeover`);
   if (!linkExclusively(temporary, lock)) {
     const holder = holderOf(lock);
-    if (holder?.running !== false) return false; // another process is taking this marker over (or just did)
+    if (holder?.running !== false) return 'held'; // another process is taking this marker over (or just did)
     // A lock left by a process killed in the microseconds of a takeover: remove it, once, and leave the address
     // for the next pick (this call does not race on for it).
     removeIfSame(lock, holder.ino);
-    return false;
+    return 'held';
   }
   try {
+    // Another process may have taken the marker over, claimed and gone since it was judged: judged afresh.
     const now = holderOf(marker);
-    if (now === undefined) return linkExclusively(temporary, marker);
-    if (now.ino !== staleIno && now.running) return false; // a running process took it first
+    if (now === undefined) return linkExclusively(temporary, marker) ? 'marked' : 'held';
+    const judged = judge(now, mine, readAt);
+    if (judged !== 'stale') return judged;
     replace(temporary, marker);
-    return true;
+    return 'marked';
   } finally {
     removeFile(lock);
   }
@@ -434,45 +468,42 @@ function removeIfSame(path: string, ino: number | undefined): void {
   fs.rmSync(aside, { recursive: true, force: true });
 }
 
-/**
- * A neighbour that read Consul before this process's write, and marks the address once this process has dropped
- * its marker, would claim an address already taken. So before dropping a marker whose write may have been applied,
- * a process touches `claiming/.claimed`; a neighbour whose read is older than that touch reads the key again
- * (see claimedSince). Timestamps on Linux lag by up to a clock tick, hence the margin.
- */
-const claimedFile = '.claimed';
-const timestampMarginMs = 50;
-
-/** Says "an address of this pool may have just been taken" to the ADDs running on this host. */
-export async function noteClaimed(dataDir: string, pool: string): Promise<void> {
-  const dir = hostDir(dataDir, claimDirs(pool))!;
-  const fd = fs.openSync(join(dir, claimedFile), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o644);
-  try {
-    const now = new Date();
-    fs.futimesSync(fd, now, now);
-  } finally {
-    fs.closeSync(fd);
-  }
+/** This process's marker of an address in `pool`, and whether it is there: its path, or undefined. */
+function ownMarkerPath(dataDir: string, pool: string, ip: string): string | undefined {
+  const dir = hostDir(dataDir, claimDirs(pool), false);
+  if (dir === undefined) return undefined;
+  const marker = join(dir, segment(ip));
+  const read = readHostFile(marker);
+  return 'text' in read && read.text === self() ? marker : undefined;
 }
 
 /**
- * Whether a process of this host may have taken an address of the pool since `time` (ms since the epoch): true
- * unless `claiming/.claimed` is a regular file last touched well before then. When unsure, true: the cost is one read.
+ * Keeps this process's marker once a claim may have been applied, touched now: Consul has answered it, so a
+ * neighbour's read sent from now on reflects it, and one sent before sees the marker as `taken` (markClaiming).
  */
-export async function claimedSince(dataDir: string, pool: string, time: number): Promise<boolean> {
-  try {
-    const stat = fs.lstatSync(join(dataDir, ...claimDirs(pool), claimedFile));
-    return !stat.isFile() || stat.mtimeMs >= time - timestampMarginMs;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
+export async function keepClaimed(dataDir: string, pool: string, ip: string): Promise<void> {
+  const marker = ownMarkerPath(dataDir, pool, ip);
+  const now = new Date();
+  if (marker !== undefined) fs.lutimesSync(marker, now, now);
 }
 
-/** Drops this process's marker once its claim is decided; a marker that is no longer ours is left alone. */
+/** Drops this process's marker once its claim is known lost; a marker that is no longer ours is left alone. */
 export async function unmarkClaiming(dataDir: string, pool: string, ip: string): Promise<void> {
+  const marker = ownMarkerPath(dataDir, pool, ip);
+  if (marker !== undefined) removeFile(marker);
+}
+
+/**
+ * Drops the marker of an address this host released (DEL, GC, ADD's rollback) with a delete sent at `releasedAt`,
+ * so that markers of won addresses do not pile up: this process's own, or one whose process is gone and that was
+ * touched before the release (a claim made since keeps its marker). A running claimer's is left alone.
+ */
+export async function forgetClaimed(dataDir: string, pool: string, ip: string, releasedAt: number): Promise<void> {
   const dir = hostDir(dataDir, claimDirs(pool), false);
   if (dir === undefined) return;
   const marker = join(dir, segment(ip));
-  const read = readHostFile(marker);
-  if ('text' in read && read.text === self()) removeFile(marker);
+  const holder = holderOf(marker);
+  if (holder === undefined) return;
+  if (holder.content === self()) removeFile(marker);
+  else if (!holder.running && holder.mtimeMs < releasedAt - timestampMarginMs) removeIfSame(marker, holder.ino);
 }

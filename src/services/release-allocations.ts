@@ -1,7 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { ConsulKv } from './consul-client';
 import type { Found } from './find-allocations';
-import { forgetHeld } from './host-store';
+import { forgetClaimed, forgetHeld } from './host-store';
 import { belongsTo, parseAllocation } from './kv-layout';
 import type { Log } from './logger';
 
@@ -45,7 +45,15 @@ export async function releaseFound(input: ReleaseInput): Promise<Released> {
     }
     return ours && kv.deleteCas(f.key, now.modifyIndex);
   };
-  const outcomes = await Promise.all(found.map(async (f) => ({ ip: f.ip, deleted: await release(f) })));
+  const outcomes = await Promise.all(
+    found.map(async (f) => {
+      const releasedAt = Date.now();
+      const deleted = await release(f);
+      // This host's claim marker of the address has done its work (host-store.ts, forgetClaimed).
+      if (deleted) await forgetClaimed(dataDir, f.pool, f.ip, releasedAt).catch(() => undefined);
+      return { ip: f.ip, deleted };
+    }),
+  );
   const released = outcomes.filter((o) => o.deleted).map((o) => o.ip);
   const leftAlone = outcomes.filter((o) => !o.deleted).map((o) => o.ip);
   for (const ip of leftAlone) log.info(`${ip} changed hands since it was read; left alone`);

@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, toCniError } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
 import type { StaleAllocation } from './find-stale';
-import { forgetHeld } from './host-store';
+import { forgetClaimed, forgetHeld } from './host-store';
 import type { Log } from './logger';
 
 /** What GC released, and what it could not (it keeps going past failures, as CNI GC asks). */
@@ -18,10 +18,12 @@ export const releaseStaleLogic = fromPromise<StaleRelease, { readonly kv: Consul
     const problems: CniError[] = [];
     for (const item of stale) {
       try {
+        const releasedAt = Date.now();
         if (await kv.deleteCas(item.key, item.modifyIndex)) {
           released.push(item.key);
           log.info(`GC released ${item.key} (${item.containerId}/${item.ifname})`);
           await forgetHeld(dataDir, item.pool, item.containerId, item.ifname).catch(() => undefined);
+          await forgetClaimed(dataDir, item.pool, item.ip, releasedAt).catch(() => undefined);
         }
       } catch (error) {
         const problem = toCniError(error);

@@ -210,7 +210,7 @@ test(`ADD and DEL killed with SIGKILL at random points in storms, alone and insi
     const claiming = path.join(host.dataDir, pool, 'claiming');
     const left = existsSync(claiming) ? readdirSync(claiming) : [];
     figures.markersLeft += left.filter((f) => !f.startsWith('.')).length;
-    figures.temporaryFilesLeft += left.filter((f) => f.startsWith('.') && f !== '.claimed').length + readdirSync(path.join(host.dataDir, pool)).filter((f) => f.startsWith('.')).length;
+    figures.temporaryFilesLeft += left.filter((f) => f.startsWith('.')).length + readdirSync(path.join(host.dataDir, pool)).filter((f) => f.startsWith('.')).length;
     for (const chain of [false, true]) {
       const c = { id: `after-${host.id}-${chain ? 'chain' : 'alone'}`, host, chain };
       const added = await runCommand(pool, c, 'ADD', undefined);

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { build } from 'esbuild';
 import path from 'node:path';
-import { forgetHeld, markClaiming, maxFileBytes, recall, recallHeld, rememberHeld, rememberLastReserved, unmarkClaiming } from '../../src/services/host-store';
+import { forgetClaimed, forgetHeld, keepClaimed, markClaiming, maxFileBytes, recall, recallHeld, rememberHeld, rememberLastReserved, unmarkClaiming } from '../../src/services/host-store';
 import { normalizeRange } from '../../src/services/ip-math';
 
 const dataDir = () => mkdtempSync(path.join(tmpdir(), 'host-store-'));
@@ -156,14 +156,14 @@ test('symlinks below data_dir never carry a write or a delete outside it', async
   await assert.rejects(rememberLastReserved(dir, 'p', 1, '10.0.0.8'), /symlink/);
   await assert.rejects(rememberHeld(dir, 'p', 'eth0', 'eth0', '10.0.0.8'), /symlink/);
   await assert.rejects(forgetHeld(dir, 'p', 'c1', 'eth0'), /symlink/);
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.8'), true, 'no coordination, but no write either');
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.8', Date.now()), 'marked', 'no coordination, but no write either');
   rmSync(path.join(dir, 'p'));
   mkdirSync(path.join(dir, 'p', 'containers'), { recursive: true });
   symlinkSync(outside, path.join(dir, 'p', 'containers', 'c1'));
   symlinkSync(outside, path.join(dir, 'p', 'claiming'));
   await assert.rejects(forgetHeld(dir, 'p', 'c1', 'eth0'), /symlink/);
   await assert.rejects(rememberHeld(dir, 'p', 'c1', 'eth0', '10.0.0.8'), /symlink/);
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.8'), true);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.8', Date.now()), 'marked');
   await assert.rejects(unmarkClaiming(dir, 'p', '10.0.0.8'), /symlink/);
   // Names that are not one path segment (GC takes them from KV) are refused before any path is made.
   for (const bad of ['..', '../..', 'a/../../b', '', '.']) {
@@ -187,7 +187,7 @@ test('a planted symlink at a temporary file name is never written through', asyn
   symlinkSync(victim, path.join(dir, 'p', `.last_reserved_ip.${process.pid}.tmp`));
   symlinkSync(victim, path.join(dir, 'p', 'claiming', `.10.0.0.8.${process.pid}.tmp`));
   await rememberLastReserved(dir, 'p', 1, '10.0.0.8');
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.8'), true);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.8', Date.now()), 'marked');
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
   assert.deepEqual(await recall(dir, pool(), 'c1', 'eth0', warnings()), { lastReserved: '10.0.0.8' });
   rmSync(dir, { recursive: true });
@@ -196,10 +196,10 @@ test('a planted symlink at a temporary file name is never written through', asyn
 
 test('a marker holds the whole identity of its process from the moment it exists, and is gone when unmarked', async () => {
   const dir = dataDir();
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.5'), true);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', Date.now()), 'marked');
   assert.equal(readFileSync(path.join(dir, 'p', 'claiming', '10.0.0.5'), 'utf8'), ownMarker());
   assert.deepEqual(readdirSync(path.join(dir, 'p', 'claiming')), ['10.0.0.5'], 'no temporary file is left');
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.5'), true, 'marking again is idempotent');
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', Date.now()), 'marked', 'marking again is idempotent');
   await unmarkClaiming(dir, 'p', '10.0.0.5');
   assert.deepEqual(readdirSync(path.join(dir, 'p', 'claiming')), []);
   rmSync(dir, { recursive: true });
@@ -210,11 +210,11 @@ test('an address marked by a running process of this host cannot be marked again
   mkdirSync(path.join(dir, 'p', 'claiming'), { recursive: true });
   // Another running process (our parent stands in for it) holds 10.0.0.6.
   writeFileSync(path.join(dir, 'p', 'claiming', '10.0.0.6'), ownMarker(process.ppid));
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.6'), false);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.6', Date.now()), 'held');
   await unmarkClaiming(dir, 'p', '10.0.0.6');
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.6'), false, 'unmark leaves a neighbour marker alone');
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.6', Date.now()), 'held', 'unmark leaves a neighbour marker alone');
   rmSync(path.join(dir, 'p', 'claiming', '10.0.0.6'));
-  assert.equal(await markClaiming(dir, 'p', '10.0.0.6'), true);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.6', Date.now()), 'marked');
   rmSync(dir, { recursive: true });
 });
 
@@ -233,8 +233,14 @@ test('markers left by processes that are gone are taken over: dead PID, reused P
   };
   for (const [ip, content] of Object.entries(stale)) writeFileSync(path.join(marks, ip), content);
   symlinkSync('/etc/hostname', path.join(marks, '10.0.0.7'));
-  for (const ip of [...Object.keys(stale), '10.0.0.7']) {
-    assert.equal(await markClaiming(dir, 'p', ip), true, ip);
+  const ips = [...Object.keys(stale), '10.0.0.7'];
+  // Touched just now, each may be a claim made after a read of a moment ago: taken, and left as it is.
+  for (const ip of ips) assert.equal(await markClaiming(dir, 'p', ip, Date.now() - 1000), 'taken', ip);
+  assert.equal(readFileSync(path.join(marks, '10.0.0.1'), 'utf8'), stale['10.0.0.1']);
+  // A read sent a minute after the last touch saw the outcome of that claim: the marker is taken over.
+  const minuteLater = Date.now() + 60_000;
+  for (const ip of ips) {
+    assert.equal(await markClaiming(dir, 'p', ip, minuteLater), 'marked', ip);
     assert.equal(readFileSync(path.join(marks, ip), 'utf8'), ownMarker(), ip);
   }
   assert.deepEqual(readdirSync(marks).sort(), [...Object.keys(stale), '10.0.0.7'].sort(), 'no lock or temporary file is left');
@@ -252,7 +258,7 @@ test('a stale marker found by many processes at once is taken over by exactly on
     const { markClaiming } = require(${JSON.stringify(bundle)});
     require('node:readline').createInterface({ input: process.stdin }).on('line', async () => {
       const won = [];
-      for (const ip of ${JSON.stringify(ips)}) if (await markClaiming(${JSON.stringify(path.join(dir, 'data'))}, 'p', ip)) won.push(ip);
+      for (const ip of ${JSON.stringify(ips)}) if ((await markClaiming(${JSON.stringify(path.join(dir, 'data'))}, 'p', ip, Date.now())) === 'marked') won.push(ip);
       process.stdout.write(JSON.stringify(won) + '\\n');
     });
     process.stdout.write('ready\\n');`;
@@ -271,6 +277,7 @@ test('a stale marker found by many processes at once is taken over by exactly on
       rmSync(roundMarks, { recursive: true, force: true });
       mkdirSync(roundMarks, { recursive: true });
       for (const ip of ips) writeFileSync(path.join(roundMarks, ip), '2147483646 1 0\n');
+      for (const ip of ips) utimesSync(path.join(roundMarks, ip), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000)); // stale since well before any read
       for (const r of racers) r.child.stdin.write('go\n');
       const won = (await Promise.all(racers.map(async (r) => JSON.parse(await r.next()) as string[]))).flat().sort();
       assert.deepEqual(won, [...ips].sort(), `round ${round}: each stale marker has exactly one new holder`);
@@ -281,11 +288,77 @@ test('a stale marker found by many processes at once is taken over by exactly on
   rmSync(dir, { recursive: true });
 });
 
+test('a claim that may have been applied keeps its marker, touched: judged by that time once its process is gone', async () => {
+  const dir = dataDir();
+  const marks = path.join(dir, 'p', 'claiming');
+  const marker = path.join(marks, '10.0.0.5');
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', Date.now()), 'marked');
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(marker, hourAgo, hourAgo);
+  const beforeKeep = Date.now();
+  await keepClaimed(dir, 'p', '10.0.0.5');
+  assert.equal(readFileSync(marker, 'utf8'), ownMarker(), 'the marker stays');
+  assert.ok(statSync(marker).mtimeMs > beforeKeep - 1, 'touched when Consul answered'); // (a time set is rounded to below a millisecond)
+  // Its process gone (a PID no process has), the marker is judged by its time against the caller's read.
+  const touched = Date.now() - 10_000;
+  writeFileSync(marker, '2147483646 1 0\n');
+  utimesSync(marker, new Date(touched), new Date(touched));
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', touched - 5_000), 'taken', 'a read sent before the claim was answered');
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', touched + 20), 'taken', 'within the margin of file times');
+  assert.equal(readFileSync(marker, 'utf8'), '2147483646 1 0\n', 'left as it is');
+  // A time in the future (a clock stepped back, a planted file) is recent: the safe side.
+  const future = new Date(Date.now() + 3_600_000);
+  utimesSync(marker, future, future);
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', Date.now()), 'taken');
+  utimesSync(marker, new Date(touched), new Date(touched));
+  assert.equal(await markClaiming(dir, 'p', '10.0.0.5', touched + 1_000), 'marked', 'a read sent after it saw that claim: taken over');
+  assert.equal(readFileSync(marker, 'utf8'), ownMarker());
+  // keepClaimed and unmarkClaiming leave a marker that is not this process's alone.
+  writeFileSync(path.join(marks, '10.0.0.6'), ownMarker(process.ppid));
+  utimesSync(path.join(marks, '10.0.0.6'), hourAgo, hourAgo);
+  await keepClaimed(dir, 'p', '10.0.0.6');
+  await unmarkClaiming(dir, 'p', '10.0.0.6');
+  assert.equal(Math.round(statSync(path.join(marks, '10.0.0.6')).mtimeMs), hourAgo.getTime(), 'not touched');
+  rmSync(dir, { recursive: true });
+});
+
+test("a released address loses its marker: this process's, or a stale one touched before the release, never a running claimer's", async () => {
+  const dir = dataDir();
+  const outside = dataDir();
+  const marks = path.join(dir, 'p', 'claiming');
+  mkdirSync(marks, { recursive: true });
+  const releasedAt = Date.now();
+  const before = new Date(releasedAt - 60_000);
+  const after = new Date(releasedAt + 1_000);
+  const at = (ip: string, content: string, time: Date) => (writeFileSync(path.join(marks, ip), content), utimesSync(path.join(marks, ip), time, time));
+  at('10.0.0.1', ownMarker(), after); // this process's (ADD's rollback)
+  at('10.0.0.2', '2147483646 1 0\n', before); // a won claim of a process gone since
+  at('10.0.0.3', '2147483646 1 0\n', after); // a claim made after the release: kept
+  at('10.0.0.4', ownMarker(process.ppid), before); // a running neighbour's
+  at('10.0.0.5', 'garbage', before);
+  writeFileSync(path.join(outside, 'precious'), 'precious');
+  symlinkSync(path.join(outside, 'precious'), path.join(marks, '10.0.0.6'));
+  lutimesSync(path.join(marks, '10.0.0.6'), before, before);
+  for (let i = 1; i <= 7; i++) await forgetClaimed(dir, 'p', `10.0.0.${i}`, releasedAt);
+  assert.deepEqual(readdirSync(marks).sort(), ['10.0.0.3', '10.0.0.4']);
+  assert.equal(readFileSync(path.join(outside, 'precious'), 'utf8'), 'precious', 'a symlink is removed, never followed');
+  await assert.rejects(forgetClaimed(dir, 'p', '../x', releasedAt), /not a file name/);
+  // A claiming folder that is a symlink out: nothing is deleted through it.
+  rmSync(marks, { recursive: true });
+  writeFileSync(path.join(outside, '10.0.0.2'), '2147483646 1 0\n');
+  utimesSync(path.join(outside, '10.0.0.2'), before, before);
+  symlinkSync(outside, marks);
+  await assert.rejects(forgetClaimed(dir, 'p', '10.0.0.2', releasedAt), /symlink/);
+  assert.deepEqual(readdirSync(outside).sort(), ['10.0.0.2', 'precious']);
+  rmSync(dir, { recursive: true });
+  rmSync(outside, { recursive: true });
+});
+
 test('a data dir that cannot be written never blocks a claim', async () => {
   const dir = dataDir();
   const file = path.join(dir, 'not-a-dir');
   writeFileSync(file, '');
-  assert.equal(await markClaiming(file, 'p', '10.0.0.5'), true);
+  assert.equal(await markClaiming(file, 'p', '10.0.0.5', Date.now()), 'marked');
   rmSync(dir, { recursive: true });
 });
 
