@@ -69,17 +69,24 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
    */
   const pick = async (free: readonly Candidate[], readAt: number): Promise<Candidate | undefined> => {
     const takenSince = new Set<string>(); // taken by a neighbour since the read: not asked about again
-    for (let round = 0; round < 4 && free.length > takenSince.size; round++) {
+    let held = 0;
+    let round = 0;
+    for (; round < 4 && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
         if (takenSince.has(candidate.ip)) continue;
         const mark = await markClaiming(dataDir, pool.name, candidate.ip, readAt);
-        if (mark === 'marked') return candidate;
+        if (mark === 'marked') {
+          if (held + takenSince.size > 0) log.debug(`marked ${candidate.ip} in round ${round + 1}; passed over ${held} held by running neighbours, ${takenSince.size} taken since the read`);
+          return candidate;
+        }
         if (mark === 'taken') takenSince.add(candidate.ip);
+        else held++;
       }
     }
+    if (free.length > 0) log.debug(`none of ${free.length} free marked in ${round} rounds: ${held} held by running neighbours, ${takenSince.size} taken since the read`);
     return undefined;
   };
   const span = poolSpan(pool.ranges);

@@ -74,26 +74,36 @@ const claimDirs = (pool: string) => [segment(pool), 'claiming'];
  * not a file) before anything is written or deleted in it. With `create: false`, undefined when a level is missing.
  */
 function hostDir(dataDir: string, dirs: readonly string[], create = true): string | undefined {
-  if (create) fs.mkdirSync(dataDir, { recursive: true });
+  // Each folder is looked at before it is made: mkdir(2) takes its parent's lock even when the folder exists,
+  // and in a storm a hundred processes of this host would queue on that of data_dir and of the pool's folder.
+  if (create && !fs.existsSync(dataDir)) fs.mkdirSync(dataDir, { recursive: true });
   let dir = dataDir;
   for (const name of dirs) {
     dir = join(dir, name);
-    let stat: fs.Stats;
-    try {
-      if (create) fs.mkdirSync(dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    try {
+    let stat = lstatIfThere(dir, create);
+    if (stat === 'missing') {
+      if (!create) return undefined;
+      try {
+        fs.mkdirSync(dir);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
       stat = fs.lstatSync(dir);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (!create && (code === 'ENOENT' || code === 'ENOTDIR')) return undefined;
-      throw error;
     }
     if (!stat.isDirectory()) throw new Error(`${dir} is ${stat.isSymbolicLink() ? 'a symlink' : 'not a directory'}: nothing is written or deleted through it`);
   }
   return dir;
+}
+
+/** lstat, or `missing` when nothing is there (or, when not about to create it, a level above is not a folder). */
+function lstatIfThere(path: string, create: boolean): fs.Stats | 'missing' {
+  try {
+    return fs.lstatSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || (!create && code === 'ENOTDIR')) return 'missing';
+    throw error;
+  }
 }
 
 // ---------------------------------------------------------------------------
