@@ -24,7 +24,13 @@ function trailingBundle(marker) {
   const text = readFileSync(__filename, 'utf8');
   const start = text.lastIndexOf(bundleCommentStart);
   const end = text.lastIndexOf('*/');
-  if (start < 0 || end < start) throw new Error(`${__filename} is damaged: its bundle is missing; reinstall it`);
+  if (start < 0 || end < start) {
+    // Node read a whole file, so it was replaced since (an upgrade writing over it in place) or damaged: a
+    // CNI error the runtime can act on, not a stack trace. Its cniVersion is the fallback: stdin is unread.
+    const details = `${__filename} ends without its bundle: it is being replaced or is damaged; try again, or reinstall it`;
+    process.stdout.write(`${JSON.stringify({ cniVersion: '1.0.0', code: 11, msg: 'this plugin executable is incomplete', details })}\n`);
+    process.exit(1);
+  }
   const body = text.slice(start + bundleCommentStart.length, end);
   return body.includes(marker) ? body.replaceAll(marker, '*/') : body;
 }

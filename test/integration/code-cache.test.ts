@@ -68,3 +68,16 @@ test("writing a cache removes the temporaries of writers killed before their ren
   assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')).sort(), [`${stem}.${process.pid}.tmp`, 'unrelated.tmp']);
   assert.equal(caches(dir).length, 1);
 });
+
+test('an executable that ends without its bundle (overwritten in place while it starts) prints CNI error 11, no stack trace', async () => {
+  const dir = tempDir('code-cache-');
+  const whole = readFileSync(path.join(__dirname, '../../dist/ipam-da-consul'), 'utf8'); // the script's loader, not the binary's
+  const cut = path.join(dir, 'ipam-da-consul');
+  writeFileSync(cut, whole.slice(0, whole.lastIndexOf('/* bundle:\n')), { mode: 0o755 });
+  const r = spawnSync(process.execPath, [cut], { encoding: 'utf8', env: { PATH: process.env.PATH, CNI_COMMAND: 'ADD', IPAM_CODE_CACHE_DIR: dir }, input: '{}' });
+  assert.equal(r.status, 1, `${r.stdout}${r.stderr}`);
+  const error = JSON.parse(r.stdout) as { code: number; msg: string; details: string };
+  assert.equal(error.code, 11);
+  assert.match(error.details, /ends without its bundle: it is being replaced or is damaged/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+});
