@@ -84,6 +84,8 @@ interface RangeFacts {
   readonly broadcast?: string;
   readonly startValue: bigint;
   readonly endValue: bigint;
+  /** How many positions rangeStart..rangeEnd holds. */
+  readonly size: bigint;
 }
 
 const factsOfRange = new WeakMap<AddressRange, RangeFacts>();
@@ -93,18 +95,17 @@ function factsOf(range: AddressRange): RangeFacts {
   if (facts === undefined) {
     const cidr = ip6addr.createCIDR(range.subnet);
     const broadcast = range.family === 4 && range.prefix < 31 ? text(cidr.broadcast()!) : undefined;
-    facts = { cidr, network: text(cidr.address()), ...(broadcast ? { broadcast } : {}), startValue: addressValue(range.start), endValue: addressValue(range.end) };
+    const startValue = addressValue(range.start);
+    const endValue = addressValue(range.end);
+    facts = { cidr, network: text(cidr.address()), ...(broadcast ? { broadcast } : {}), startValue, endValue, size: endValue - startValue + 1n };
     factsOfRange.set(range, facts);
   }
   return facts;
 }
 
-/** How many positions rangeStart..rangeEnd holds. */
-const sizeOf = (range: AddressRange): bigint => factsOf(range).endValue - factsOf(range).startValue + 1n;
-
 /** Whether two ranges share an address (a pool must not list one address twice). */
 export function rangesOverlap(a: AddressRange, b: AddressRange): boolean {
-  return ip6addr.compare(a.start, b.end) <= 0 && ip6addr.compare(b.start, a.end) <= 0 && a.family === b.family;
+  return a.family === b.family && factsOf(a).startValue <= factsOf(b).endValue && factsOf(b).startValue <= factsOf(a).endValue;
 }
 
 /** The network address, the IPv4 broadcast address and the gateway are never given to a container. */
@@ -185,7 +186,7 @@ function addressOfValue(value: bigint, family: 4 | 6): string {
  * holds 2^80 of them.
  */
 export function poolSpan(ranges: readonly AddressRange[]): bigint {
-  return ranges.reduce((sum, range) => sum + sizeOf(range), 0n);
+  return ranges.reduce((sum, range) => sum + factsOf(range).size, 0n);
 }
 
 /** The position of an address of rangeStart..rangeEnd, undefined for any other address. */
@@ -193,7 +194,7 @@ export function positionOf(ranges: readonly AddressRange[], ip: string): bigint 
   let before = 0n;
   for (const range of ranges) {
     if (rangeAllocating([range], ip) !== undefined) return before + addressValue(ip) - factsOf(range).startValue;
-    before += sizeOf(range);
+    before += factsOf(range).size;
   }
   return undefined;
 }
@@ -205,7 +206,7 @@ export function rangePositions(ranges: readonly AddressRange[], position: bigint
   const target = ((position % total) + total) % total;
   let first = 0n;
   for (const range of ranges) {
-    const span = sizeOf(range);
+    const span = factsOf(range).size;
     if (target < first + span) return { first, span };
     first += span;
   }
@@ -218,7 +219,7 @@ export function addressAt(ranges: readonly AddressRange[], position: bigint): st
   if (span === 0n) return undefined;
   let rest = ((position % span) + span) % span;
   for (const range of ranges) {
-    const size = sizeOf(range);
+    const size = factsOf(range).size;
     if (rest < size) return addressOfValue(factsOf(range).startValue + rest, range.family);
     rest -= size;
   }
