@@ -1,5 +1,6 @@
 /**
- * ADD: parse → pick server → load the pools → for each pool: choose IP → CAS write → result.
+ * ADD: parse → pick server → load the pools → for each pool: choose IP → CAS write → result. On a host that
+ * served the pool before, parse → take the next address in one request → result, when that is possible.
  * One pool, unless ipam.all_pools: then one address from each (dual-stack), all-or-nothing — an error after
  * the first pool releases what this ADD took before it reaches its final state.
  * Drawn in docs/state-diagrams/add-command.md. Every error exit is a final state of its own.
@@ -21,6 +22,7 @@ import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic } from '../services/pick-server';
 import { recallHostLogic, type Recalled } from '../services/recall-host';
 import { releaseTakenLogic, type Taken } from '../services/release-taken';
+import { takeNextLogic, type TakeNext } from '../services/take-next';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 interface AddContext {
@@ -36,6 +38,8 @@ interface AddContext {
   readonly lastReserved?: string;
   /** The address being claimed now. */
   readonly candidate?: Candidate;
+  /** How many addresses right after it chooseIp found free (kept with the host's hint). */
+  readonly freeAfter?: number;
   /** Addresses other writers took from under us in this invocation. */
   readonly avoid: readonly string[];
   /** How many cas=0 writes this invocation lost. */
@@ -61,6 +65,7 @@ export const addCommandMachine = setup({
   },
   actors: {
     parseConfig: parseConfigLogic,
+    takeNext: takeNextLogic,
     pickServer: pickServerLogic,
     loadPools: loadPoolsLogic,
     checkRequestedIp: checkRequestedIpLogic,
@@ -74,11 +79,17 @@ export const addCommandMachine = setup({
     recordFailure: assign({ failure: (_, params: { failure: Failure }) => params.failure }),
     startPool: assign(({ context }) => ({ pool: present(context.plans[context.index], 'pool plan').pool })),
     /** The next pool starts afresh: its own hint, its own losses. */
-    nextPool: assign(({ context }) => ({ index: context.index + 1, candidate: undefined, lastReserved: undefined, avoid: [], lost: 0 })),
+    nextPool: assign(({ context }) => ({ index: context.index + 1, candidate: undefined, freeAfter: undefined, lastReserved: undefined, avoid: [], lost: 0 })),
     recordTaken: assign(({ context }) => {
       const candidate = present(context.candidate, 'candidate');
       return { assigned: [...context.assigned, candidate], taken: [...context.taken, { pool: present(context.pool, 'pool').name, ip: candidate.ip }] };
     }),
+    recordTookNext: assign(({ context }, params: { took: TakeNext }) =>
+      params.took.kind === 'took' ? { assigned: [...context.assigned, params.took.assigned], taken: [...context.taken, { pool: params.took.pool, ip: params.took.assigned.ip }] } : {},
+    ),
+    /** An address another writer holds is not tried again by the full way. */
+    recordDeclined: assign(({ context }, params: { took: TakeNext }) => (params.took.kind === 'declined' && params.took.lost ? { avoid: [...context.avoid, params.took.lost] } : {})),
+    logTakeNextFailure: ({ context }, params: { error: unknown }) => context.input.log.warn(`claiming in one request failed unexpectedly: ${toCniError(params.error).message}; going the full way`),
     recordHeld: assign({ assigned: ({ context }, params: { held: Assigned }) => [...context.assigned, params.held] }),
     logRollbackFailure: ({ context }, params: { error: unknown }) =>
       context.input.log.warn(`could not release ${context.taken.map((t) => t.ip).join(', ')} after the ADD failed: ${toCniError(params.error).message}`),
@@ -95,6 +106,12 @@ export const addCommandMachine = setup({
     })),
   },
   guards: {
+    /** One pool, no static IP: what takeNext serves. */
+    oneNextAddress: ({ context }) => {
+      const config = present(context.config, 'config');
+      return config.pools.length === 1 && config.pools[0]!.requestedIp === undefined && config.staticIp === undefined;
+    },
+    tookNext: (_, params: { took: TakeNext }) => params.took.kind === 'took',
     /** The static IP fits none of the pools (103), as opposed to a pool that cannot be read. */
     ipRefused: (_, params: { error: unknown }) => toCniError(params.error).code === ErrorCode.RequestedIpNotInPool,
     hasRequestedIp: ({ context }) => context.plans[context.index]?.requestedIp !== undefined,
@@ -122,8 +139,41 @@ export const addCommandMachine = setup({
         id: 'parseConfig',
         src: 'parseConfig',
         input: ({ context }) => ({ stdin: context.input.stdin, args: context.input.env.args, log: context.input.log }),
-        onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        onDone: { target: 'parsed', actions: assign({ config: ({ event }) => event.output }) },
         onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    parsed: {
+      description: 'One pool and no static IP: try the one-request claim first; otherwise the full way.',
+      always: [{ guard: 'oneNextAddress', target: 'takingNext' }, { target: 'pickingServer' }],
+    },
+    takingNext: {
+      description: "Claim the address after the host's hint in one transaction, guarded by the ModifyIndex of the host's copy of ipam/<pool>; any doubt goes the full way.",
+      invoke: {
+        id: 'takeNext',
+        src: 'takeNext',
+        input: ({ context }) => {
+          const config = present(context.config, 'config');
+          return {
+            consul: config.consul,
+            pool: config.pool.name,
+            containerId: context.input.env.containerId,
+            ifname: context.input.env.ifname,
+            hostId: config.hostId,
+            ...(config.network === undefined ? {} : { network: config.network }),
+            dataDir: config.dataDir,
+            log: context.input.log,
+          };
+        },
+        onDone: [
+          {
+            guard: { type: 'tookNext', params: ({ event }) => ({ took: event.output }) },
+            target: 'succeeded',
+            actions: { type: 'recordTookNext', params: ({ event }) => ({ took: event.output }) },
+          },
+          { target: 'pickingServer', actions: { type: 'recordDeclined', params: ({ event }) => ({ took: event.output }) } },
+        ],
+        onError: { target: 'pickingServer', actions: { type: 'logTakeNextFailure', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     pickingServer: {
@@ -253,7 +303,7 @@ export const addCommandMachine = setup({
           { guard: { type: 'poolIsFull', params: ({ event }) => ({ choice: event.output }) }, target: 'poolFull', actions: 'recordPoolFull' },
           {
             target: 'claimingIp',
-            actions: assign({ candidate: ({ event }) => (event.output.kind === 'free' ? event.output.candidate : undefined) }),
+            actions: assign(({ event }) => (event.output.kind === 'free' ? { candidate: event.output.candidate, freeAfter: event.output.freeAfter ?? 0 } : {})),
           },
         ],
         onError: [
@@ -347,6 +397,7 @@ function claimInput(context: AddContext, mode: 'next' | 'requested') {
     hostId: config.hostId,
     ...(config.network === undefined ? {} : { network: config.network }),
     dataDir: config.dataDir,
+    ...(mode === 'next' && context.freeAfter ? { freeAfter: context.freeAfter } : {}),
     log: context.input.log,
   };
 }

@@ -26,7 +26,11 @@ export interface ChooseIpInput {
   readonly random?: () => number;
 }
 
-export type Choice = { readonly kind: 'free'; readonly candidate: Candidate } | { readonly kind: 'full' };
+/**
+ * `freeAfter`: how many addresses right after the candidate, in walk order, the read found free (counted in the
+ * first window only): the host's hint keeps it, and the next ADDs claim those in one request each (take-next.ts).
+ */
+export type Choice = { readonly kind: 'free'; readonly candidate: Candidate; readonly freeAfter?: number } | { readonly kind: 'full' };
 
 /** Operations per Consul transaction: Consul before 1.14 takes at most 64. */
 export const maxTxnOps = 64;
@@ -100,7 +104,8 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   const free = await freeAmong(kv, pool.name, first, otherSpellings);
   log.debug(`window from ${first[0]!.ip}: ${free.length} of ${first.length} free`);
   const candidate = await pick(free, firstReadAt);
-  if (candidate) return { kind: 'free', candidate };
+  // A window that skipped addresses lost earlier has gaps: the run after the candidate is not what the walk meets.
+  if (candidate) return { kind: 'free', candidate, freeAfter: avoid.size === 0 ? freeRunAfter(first, free, candidate) : 0 };
   // The window ran to the end of the cycle: every address of the pool was checked.
   if (first.length < windowSize) return { kind: 'full' };
   for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: windowSize })) {
@@ -109,7 +114,7 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     const free = await freeAmong(kv, pool.name, batch, otherSpellings);
     log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
     const candidate = await pick(free, readAt);
-    if (candidate) return { kind: 'free', candidate };
+    if (candidate) return { kind: 'free', candidate, freeAfter: 0 };
   }
   const listedAt = Date.now();
   const taken = await listTaken(kv, pool.name, otherSpellings);
@@ -120,9 +125,21 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   const rest = candidatesFrom(pool.ranges, from);
   for (let free = take(rest, windowSize, taken); free.length > 0; free = take(rest, windowSize, taken)) {
     const candidate = await pick(free, listedAt);
-    if (candidate) return { kind: 'free', candidate };
+    if (candidate) return { kind: 'free', candidate, freeAfter: 0 };
   }
   return { kind: 'full' };
+}
+
+/**
+ * How many candidates right after `chosen` in the window were free at the read: the run ends at the first taken
+ * one, and at the window's end. The window is in walk order, so these are the very addresses the walk from
+ * `chosen` meets next.
+ */
+function freeRunAfter(window: readonly Candidate[], free: readonly Candidate[], chosen: Candidate): number {
+  const freeIps = new Set(free.map(({ ip }) => ip));
+  let run = 0;
+  for (let i = window.findIndex(({ ip }) => ip === chosen.ip) + 1; i > 0 && i < window.length && freeIps.has(window[i]!.ip); i++) run++;
+  return run;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { fromPromise } from 'xstate';
 import type { Candidate } from './ip-math';
 import type { ConsulKv } from './consul-client';
-import { keepClaimed, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
+import { keepClaimed, rememberHeld, rememberLastReserved, rememberPool, unmarkClaiming } from './host-store';
 import { CniError, ErrorCode } from '../cni/errors';
 import { allocationKey, allocationPrefix, belongsTo, oldAllocationKey, parseAllocation, type Allocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -19,6 +19,8 @@ export interface ClaimIpInput {
   /** The network's `name`, when it is a valid one: recorded so that GC of this network, and only it, collects the address. */
   readonly network?: string;
   readonly dataDir: string;
+  /** How many addresses right after the candidate chooseIp found free: kept with the hint (take-next.ts). */
+  readonly freeAfter?: number;
   readonly log: Log;
 }
 
@@ -38,10 +40,9 @@ export interface Claim {
  * written unconditionally, deletes the old key in the same transaction: one address, one allocation.
  */
 export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) => {
-  const { kv, pool, candidate, mode, containerId, ifname, hostId, network, dataDir, log } = input;
+  const { kv, pool, candidate, mode, containerId, ifname, dataDir, log } = input;
   const key = allocationKey(pool.name, candidate.ip);
-  const allocation: Allocation = { target: containerId, ifname, host: hostId, ...(network === undefined ? {} : { network }) };
-  if (network === undefined) log.warn(`the network config has no valid name: GC will never release ${key}`);
+  const allocation = allocationFor(input, key);
   await rememberHeld(dataDir, pool.name, containerId, ifname, candidate.ip).catch((error: Error) =>
     log.warn(`cannot note ${candidate.ip} for ${containerId} under ${dataDir}: ${error.message}; a retried ADD may not find it`),
   );
@@ -67,13 +68,20 @@ export const claimIpLogic = fromPromise<Claim, ClaimIpInput>(async ({ input }) =
   const settled = settle(won);
   const hint =
     won && mode === 'next'
-      ? rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip).catch((error: Error) =>
-          log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
-        )
+      ? rememberLastReserved(dataDir, pool.name, pool.identity, candidate.ip, input.freeAfter)
+          .then(() => (pool.copy && input.freeAfter ? rememberPool(dataDir, pool.name, pool.copy) : undefined))
+          .catch((error: Error) => log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`))
       : undefined;
   await Promise.all([settled, hint]);
   return { won };
 });
+
+/** The value of an allocation this container and interface claim; without a network name GC never releases it (warned). */
+export function allocationFor(input: Pick<ClaimIpInput, 'containerId' | 'ifname' | 'hostId' | 'network' | 'log'>, key: string): Allocation {
+  const { containerId, ifname, hostId, network, log } = input;
+  if (network === undefined) log.warn(`the network config has no valid name: GC will never release ${key}`);
+  return { target: containerId, ifname, host: hostId, ...(network === undefined ? {} : { network }) };
+}
 
 /** The claim's one request: a plain PUT (cas=0 for `next`), or with an old key to guard, a transaction. True when applied. */
 async function write(kv: ConsulKv, pool: string, key: string, oldKey: string | undefined, value: string, mode: ClaimIpInput['mode']): Promise<boolean> {

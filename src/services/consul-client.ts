@@ -60,7 +60,8 @@ export interface ConsulKv {
   put(key: string, value: string, cas?: number): Promise<boolean>;
   /** DELETE with `?cas`: true when deleted, false when the key changed since `cas`. */
   deleteCas(key: string, cas: number): Promise<boolean>;
-  txn(ops: readonly TxnOp[]): Promise<TxnOutcome>;
+  /** PUT /v1/txn. `retry: false` fails at once on a transient answer or a server gone (the caller has another way). */
+  txn(ops: readonly TxnOp[], options?: { retry?: boolean }): Promise<TxnOutcome>;
   /**
    * GET /v1/catalog/nodes: the names of the cluster's nodes (consul-ipam check matches allocation hosts with
    * them). Under ACLs the list silently leaves out nodes the token may not read.
@@ -345,7 +346,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       expectOk(what, response);
       return parse<boolean>(what, response.body) === true;
     },
-    async txn(ops) {
+    async txn(ops, { retry = true } = {}) {
       const what = `a transaction on ${ops[0]?.key ?? 'KV'}`;
       const json = ops.map((op) => ({
         KV: {
@@ -355,7 +356,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
           ...('index' in op ? { Index: op.index } : {}),
         },
       }));
-      const response = await send(what, 'v1/txn', { method: 'PUT', body: JSON.stringify(json) });
+      const response = await send(what, 'v1/txn', { method: 'PUT', body: JSON.stringify(json) }, retry);
       expectOk(what, response, 409);
       if (response.status === 409) {
         const body = parse<{ Errors?: Array<{ OpIndex: number; What: string }> }>(what, response.body);

@@ -1,15 +1,18 @@
 /**
  * What this host remembers between invocations, under ipam.data_dir (default /var/lib/cni/ipam-da-consul):
  *
- *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>"}
+ *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>", "free": <n>}
+ *   <data_dir>/<pool>/pool                      {"createIndex": <n>, "modifyIndex": <n>, "value": "<ipam/<pool> as last read>"}
  *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
  *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip>, or that took it
  *
  * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
  * address just released is not handed straight out again) and lets ADD start where free addresses are;
  * the second lets a repeated ADD find its address without reading the pool; the third keeps ADDs running at
- * once on this host off each other's address (a won address keeps its marker until this host releases it). Losing them (a new host, a wiped disk) costs one longer search,
- * never a wrong answer.
+ * once on this host off each other's address (a won address keeps its marker until this host releases it).
+ * The hint's `free` (how many addresses after it the last read of Consul found free) and the copy of the pool
+ * key let the next ADD claim the next address in one request, guarded by the pool key's ModifyIndex
+ * (take-next.ts). Losing them (a new host, a wiped disk) costs one longer search, never a wrong answer.
  *
  * Every file here is input, like stdin: a crashed process, another program, a full disk or someone with write
  * access may have left anything in it. Each is read at most `maxFileBytes`, only when it is a regular file
@@ -47,6 +50,8 @@ export interface PoolHints {
 export interface HostMemory {
   /** The last address this host handed out from the pool, if the pool is the one it was handed out from. */
   readonly lastReserved?: string;
+  /** How many addresses right after lastReserved the last read of Consul found free (absent: none known). */
+  readonly freeAfter?: number;
   /** The address this host gave to the container and interface, if it remembers one, with its range. */
   readonly held?: { readonly ip: string; readonly range: AddressRange };
 }
@@ -67,6 +72,7 @@ function segment(name: string): string {
 
 const heldPath = (pool: string, containerId: string, ifname: string) => ({ dirs: [segment(pool), 'containers', segment(containerId)], name: segment(ifname) });
 const hintPath = (pool: string) => ({ dirs: [segment(pool)], name: 'last_reserved_ip' });
+const poolCopyPath = (pool: string) => ({ dirs: [segment(pool)], name: 'pool' });
 const claimDirs = (pool: string) => [segment(pool), 'claiming'];
 
 /**
@@ -196,38 +202,57 @@ function writeAtomically(dataDir: string, dirs: readonly string[], name: string,
 // ---------------------------------------------------------------------------
 // Hints
 
-/** Decodes the round-robin hint; undefined for a hint of another incarnation of the pool (not a problem). */
-function decodeHint(text: string, pool: PoolHints): { ip?: string; problem?: string } {
-  let hint: unknown;
+/** The largest `free` a hint may give: a window of candidates is 32 (choose-ip.ts); anything far above is not ours. */
+const maxFreeAfter = 1024;
+
+/** Why a host file is unusable. */
+interface Problem {
+  readonly problem: string;
+}
+
+/** A host file's JSON object, or why it is none. */
+function jsonObject(text: string): { readonly json: Record<string, unknown> } | Problem {
+  let json: unknown;
   try {
-    hint = JSON.parse(text);
+    json = JSON.parse(text);
   } catch {
     return { problem: 'it is not JSON' };
   }
-  if (hint === null || typeof hint !== 'object' || Array.isArray(hint)) return { problem: 'it is not a JSON object' };
-  const { pool: identity, ip } = hint as { pool?: unknown; ip?: unknown };
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return { problem: 'it is not a JSON object' };
+  return { json: json as Record<string, unknown> };
+}
+
+/** Decodes the round-robin hint; no address for a hint of another incarnation of the pool (not a problem). */
+function decodeHint(text: string, pool: PoolHints): { ip?: string; free?: number } | Problem {
+  const read = jsonObject(text);
+  if ('problem' in read) return read;
+  const { pool: identity, ip, free } = read.json;
   if (!Number.isInteger(identity)) return { problem: 'its "pool" is not the CreateIndex of a pool key' };
+  if (free !== undefined && !(Number.isInteger(free) && (free as number) >= 0 && (free as number) <= maxFreeAfter)) {
+    return { problem: `its "free" ${JSON.stringify(free)?.slice(0, 60)} is not a count from 0 to ${maxFreeAfter}` };
+  }
   if (identity !== pool.identity) return {}; // the pool was deleted and made again since: start afresh
   const address = typeof ip === 'string' ? canonicalIp(ip) : undefined;
   if (address === undefined || address !== ip) return { problem: `its "ip" ${JSON.stringify(ip)?.slice(0, 60)} is not an IP address in canonical text` };
   if (rangeAllocating(pool.ranges, address) === undefined) return { problem: `${address} is not in the ranges of pool ${pool.name}` };
-  return { ip: address };
+  return { ip: address, ...(typeof free === 'number' && free > 0 ? { free } : {}) };
 }
 
 /** Decodes a container's note: one address in canonical text, as rememberHeld writes it. */
-function decodeHeld(text: string): { ip?: string; problem?: string } {
+function decodeHeld(text: string): { ip: string } | Problem {
   const line = text.endsWith('\n') ? text.slice(0, -1) : text;
   const ip = canonicalIp(line);
   return ip !== undefined && ip === line ? { ip } : { problem: `${JSON.stringify(line.slice(0, 60))} is not an IP address in canonical text` };
 }
 
 /** Reads and decodes one host file; a problem is warned about, naming the file, and the file counts as absent. */
-function recallFile(path: string, decode: (text: string) => { ip?: string; problem?: string }, log: Warn): string | undefined {
-  const read = readHostFile(path);
+function recallFile<T extends object>(path: string, decode: (text: string) => T | Problem, log: Warn, limit = maxFileBytes): T | undefined {
+  const read = readHostFile(path, limit);
   if ('missing' in read) return undefined;
   const decoded = 'text' in read ? decode(read.text) : { problem: read.problem };
-  if (decoded.problem !== undefined) log.warn(`ignoring host file ${path}: ${decoded.problem} (it is replaced when next written)`);
-  return decoded.ip;
+  if (!('problem' in decoded)) return decoded;
+  log.warn(`ignoring host file ${path}: ${decoded.problem} (it is replaced when next written)`);
+  return undefined;
 }
 
 /** The held address of a container, decoded; undefined when none is remembered or the note is unusable. */
@@ -238,19 +263,23 @@ function readHeld(dataDir: string, pool: string, containerId: string, ifname: st
   } catch {
     return undefined; // a name that cannot be a file (a container ID of over 255 characters) has no note
   }
-  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log);
+  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log)?.ip;
 }
 
 /** Reads what this host remembers; a pool re-created since (another CreateIndex) starts afresh. */
 export async function recall(dataDir: string, pool: PoolHints, containerId: string, ifname: string, log: Warn): Promise<HostMemory> {
   const { dirs, name } = hintPath(pool.name);
-  const lastReserved = recallFile(join(dataDir, ...dirs, name), (text) => decodeHint(text, pool), log);
+  const hint = recallFile(join(dataDir, ...dirs, name), (text) => decodeHint(text, pool), log);
+  const lastReserved = hint?.ip;
   const heldIp = readHeld(dataDir, pool.name, containerId, ifname, log);
   const range = heldIp === undefined ? undefined : rangeHolding(pool.ranges, heldIp);
   if (heldIp !== undefined && range === undefined) {
     log.warn(`ignoring host file ${join(dataDir, ...heldPath(pool.name, containerId, ifname).dirs, ifname)}: ${heldIp} is not in the subnets of pool ${pool.name}`);
   }
-  return { ...(lastReserved ? { lastReserved } : {}), ...(heldIp && range ? { held: { ip: heldIp, range } } : {}) };
+  return {
+    ...(lastReserved ? { lastReserved, ...(hint?.free ? { freeAfter: hint.free } : {}) } : {}),
+    ...(heldIp && range ? { held: { ip: heldIp, range } } : {}),
+  };
 }
 
 /** Reads only the held address, for DEL (which does not read the pool key): an address, decoded, or undefined. */
@@ -264,10 +293,43 @@ export async function rememberHeld(dataDir: string, pool: string, containerId: s
   writeAtomically(dataDir, dirs, name, `${ip}\n`);
 }
 
-/** Moves the round-robin hint forward. */
-export async function rememberLastReserved(dataDir: string, pool: string, poolIdentity: number, ip: string): Promise<void> {
+/** Moves the round-robin hint forward; `free`: how many addresses right after `ip` the last read found free. */
+export async function rememberLastReserved(dataDir: string, pool: string, poolIdentity: number, ip: string, free = 0): Promise<void> {
   const { dirs, name } = hintPath(pool);
-  writeAtomically(dataDir, dirs, name, `${JSON.stringify({ pool: poolIdentity, ip })}\n`);
+  writeAtomically(dataDir, dirs, name, `${JSON.stringify({ pool: poolIdentity, ip, ...(free > 0 ? { free: Math.min(free, maxFreeAfter) } : {}) })}\n`);
+}
+
+/** The pool key as this host last read it: what a claim in one request (take-next.ts) computes from and guards on. */
+export interface PoolCopy {
+  readonly createIndex: number;
+  readonly modifyIndex: number;
+  /** The key's value as Consul returned it, decoded again (readPoolDefinition) at each use. */
+  readonly value: string;
+}
+
+/** The largest pool copy read back: a pool key of several hundred ranges. */
+export const maxPoolCopyBytes = 64 * 1024;
+
+/** Keeps a copy of the pool key as read from Consul. */
+export async function rememberPool(dataDir: string, pool: string, copy: PoolCopy): Promise<void> {
+  const { dirs, name } = poolCopyPath(pool);
+  writeAtomically(dataDir, dirs, name, `${JSON.stringify({ createIndex: copy.createIndex, modifyIndex: copy.modifyIndex, value: copy.value })}\n`);
+}
+
+/** The copy of the pool key this host kept, its indexes decoded (the value is decoded by the caller, as a pool key is); undefined when none is usable. */
+export async function recallPool(dataDir: string, pool: string, log: Warn): Promise<PoolCopy | undefined> {
+  const { dirs, name } = poolCopyPath(pool);
+  return recallFile(join(dataDir, ...dirs, name), decodePoolCopy, log, maxPoolCopyBytes);
+}
+
+function decodePoolCopy(text: string): PoolCopy | Problem {
+  const read = jsonObject(text);
+  if ('problem' in read) return read;
+  const { createIndex, modifyIndex, value } = read.json;
+  const isIndex = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) > 0;
+  if (!isIndex(createIndex) || !isIndex(modifyIndex) || modifyIndex < createIndex) return { problem: 'its "createIndex" and "modifyIndex" are not the indexes of a key' };
+  if (typeof value !== 'string') return { problem: 'its "value" is not the text of a pool key' };
+  return { createIndex, modifyIndex, value };
 }
 
 /** Forgets a container's address (on DEL). Missing files are fine; a symlink on the way is an error, and nothing is deleted. */

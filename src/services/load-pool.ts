@@ -1,5 +1,6 @@
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulKv } from './consul-client';
+import type { PoolCopy } from './host-store';
 import type { AddressRange } from './ip-math';
 import { oddityWarning, poolKey, readPoolDefinition } from './kv-layout';
 import type { Log } from './logger';
@@ -10,6 +11,8 @@ export interface LoadedPool {
   readonly ranges: readonly AddressRange[];
   /** The CreateIndex of ipam/<name>: a pool deleted and made again is another pool for the host's hints. */
   readonly identity: number;
+  /** The key as read, kept on the host after a claim so that the next ADD can claim in one request (take-next.ts). */
+  readonly copy?: PoolCopy;
 }
 
 /**
@@ -24,5 +27,6 @@ export async function loadPool(kv: ConsulKv, name: string, log: Log): Promise<Lo
   }
   const { ranges, oddities } = readPoolDefinition(name, entry.value);
   if (oddities.length > 0) log.warn(oddityWarning(name, oddities));
-  return { name, ranges, identity: entry.createIndex };
+  const copy = entry.value === null ? undefined : { createIndex: entry.createIndex, modifyIndex: entry.modifyIndex, value: entry.value };
+  return { name, ranges, identity: entry.createIndex, ...(copy ? { copy } : {}) };
 }

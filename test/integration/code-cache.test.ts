@@ -1,5 +1,6 @@
 // The V8 code cache wrapped around each CNI executable (scripts/code-cache-loader.cjs): made after the first
-// command that exercises the plugin, used by the next runs, ignored when it does not fit, never required.
+// command that exercises the plugin (and again after the first of each other command), used by the next runs,
+// ignored when it does not fit, never required.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -35,6 +36,8 @@ test('the "about" run writes no cache; the first ADD does; later runs read it an
   assert.match(file ?? '', /^ipam-da-consul-[0-9a-f]{16}-v\d+\.\d+\.\d+-\w+\.v8cache$/);
   const written = readFileSync(path.join(dir, file!));
   assert.ok(written.length > 10_000, `cache of ${written.length} bytes`);
+  // Written by the ADD, and again by the DEL after it, so that DEL's code is cached too; the header says so.
+  assert.equal(written.subarray(0, 32).toString('latin1'), '#ADD DEL'.padEnd(31, ' ') + '\n');
   await addAndDel(dir, 'cache-2');
   assert.deepEqual(readFileSync(path.join(dir, file!)), written, 'an accepted cache is not rewritten');
 });

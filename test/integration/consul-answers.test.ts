@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { startConsul, useConsul } from '../support/consul';
-import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, expectCniErrorWithoutWrites, putPool, runPlugin, scenario } from '../support/plugin';
+import { addressOf, allocationKeys, assertCniError, assertSuccess, describeRun, expectCniErrorWithoutWrites, putPool, runPlugin, scenario, tempDir } from '../support/plugin';
 import { reportFigures, startConsulProxy, type ConsulProxy, type ProxyAction } from '../support/reliability';
 
 const T = { timeout: 60_000 };
@@ -276,7 +276,8 @@ test('a stale pool read from a server that last heard from its leader over 1 s a
     poolPath = `/v1/kv/ipam/${s.pool}`;
     const add = async (container: string) => {
       const before = proxy.seen.length;
-      const ip = addressOf(assertSuccess(await runPlugin({ command: 'ADD', containerId: container, config: s.config() })).ips[0].address);
+      // A host of its own each time: the full way, which reads the pool (a warm host claims without reading it).
+      const ip = addressOf(assertSuccess(await runPlugin({ command: 'ADD', containerId: container, config: s.config({ dataDir: tempDir() }) })).ips[0].address);
       const poolReads = proxy.seen.slice(before).filter((r) => new URL(r.path, 'http://proxy').pathname === poolPath).length;
       return { ip, requests: proxy.seen.length - before, poolReads };
     };

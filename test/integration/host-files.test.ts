@@ -50,7 +50,8 @@ test('a last_reserved_ip of valid JSON holding a bad address is no hint: ADD suc
     const given = addressOf(result.ips[0].address);
     assert.match(given, /^10\.31\.0\.\d+$/, `${JSON.stringify(ip)}: ${describeRun(run)}`);
     assert.match(run.stderr, /last_reserved_ip/, `a warning names the file: ${JSON.stringify(ip)}\n${describeRun(run)}`);
-    assert.deepEqual(JSON.parse(readFileSync(hintPath(s), 'utf8')), { pool: identity, ip: given }, `the hint is rewritten after ${JSON.stringify(ip)}`);
+    const { pool: hintPool, ip: hintIp } = JSON.parse(readFileSync(hintPath(s), 'utf8'));
+    assert.deepEqual({ pool: hintPool, ip: hintIp }, { pool: identity, ip: given }, `the hint is rewritten after ${JSON.stringify(ip)}`);
   }
   assert.equal((await allocationKeys(agent.kv, s.pool)).length, bad.length);
 });
@@ -99,7 +100,7 @@ test('a storm on one host costs no read per address a neighbour took: 40 ADDs at
   assert.deepEqual(readdirSync(path.join(s.dataDir, s.pool, 'claiming')), [], 'DEL drops the markers of the addresses it released');
 });
 
-test('ADDs one after another on one host cost 3 requests each: the marked address is read again only after a neighbour claimed one', T, async () => {
+test('ADDs one after another on one host: 3 requests for the first, 1 for each next (no address is read again)', T, async () => {
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: '10.37.0.0/24' }]);
   const proxy = await startConsulProxy(agent.url, () => 'forward');
@@ -108,7 +109,7 @@ test('ADDs one after another on one host cost 3 requests each: the marked addres
       const before = proxy.seen.length;
       assertSuccess(await runPlugin({ command: 'ADD', containerId: `seq-${i}`, config: s.config({ servers: [proxy.url] }) }));
       const seen = proxy.seen.slice(before).filter(isKvRequest).map((r) => `${r.method} ${r.path.replace(/\?.*$/, '')}`);
-      assert.deepEqual(seen, ['GET /v1/kv/ipam/' + s.pool, 'PUT /v1/txn', `PUT /v1/kv/ipam/${s.pool}/10.37.0.${i + 1}`], `ADD ${i}`);
+      assert.deepEqual(seen, i === 0 ? ['GET /v1/kv/ipam/' + s.pool, 'PUT /v1/txn', `PUT /v1/kv/ipam/${s.pool}/10.37.0.1`] : ['PUT /v1/txn'], `ADD ${i}`);
     }
   } finally {
     await proxy.close();

@@ -18,6 +18,7 @@ const reached = new Set<string>();
 async function run(actors: Record<string, unknown>, stdin = configText()) {
   const machine = addCommandMachine.provide({
     actors: {
+      takeNext: resolves({ kind: 'declined', why: 'no copy of the pool on this host' }),
       pickServer: resolves(unusedKv),
       loadPools: resolves([{ pool }]),
       recallHost: resolves({ lastReserved: '10.0.20.9' }),
@@ -42,7 +43,7 @@ function assertError(output: unknown, code: number, cniVersion = '1.0.0'): CniEr
 
 test('a free address is chosen, claimed and returned with its prefix and gateway', async () => {
   const { output, visited } = await run({});
-  assert.deepEqual(visited, ['parsing', 'pickingServer', 'loadingPools', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
+  assert.deepEqual(visited, ['parsing', 'takingNext', 'pickingServer', 'loadingPools', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
   assert.deepEqual(output, {
     type: 'ok',
     result: { cniVersion: '1.0.0', ips: [{ address: '10.0.20.10/23', gateway: '10.0.20.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.0.20.1' }], dns: {} },
@@ -77,7 +78,7 @@ test('a lost cas write backs off, then chooses again avoiding the lost address',
     }),
     claimIp: inTurn({ won: false }, { won: true }),
   });
-  assert.deepEqual(visited.slice(4), ['choosingIp', 'claimingIp', 'backingOff', 'choosingIp', 'claimingIp', 'succeeded']);
+  assert.deepEqual(visited.slice(5), ['choosingIp', 'claimingIp', 'backingOff', 'choosingIp', 'claimingIp', 'succeeded']);
   assert.deepEqual(inputs[1]?.avoid, ['10.0.20.10']);
   assert.equal(inputs[1]?.lost, 1);
   assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.11/23');
@@ -89,6 +90,43 @@ test('when every retry loses, ADD ends in raceLost with code 105', async () => {
   assert.equal(visited.filter((s) => s === 'claimingIp').length, 3);
   assert.equal(visited[visited.length - 1], 'raceLost');
   assertError(output, ErrorCode.AllocationRace);
+});
+
+describe('the one-request claim of a warm host (takeNext)', () => {
+  test('an address taken in one request is the result: no server is picked, no pool read, no search', async () => {
+    const { output, visited } = await run({
+      takeNext: resolves({ kind: 'took', pool: 'pool1', assigned: { ip: '10.0.20.10', range } }),
+      pickServer: rejects(new Error('the full way must not run')),
+    });
+    assert.deepEqual(visited, ['parsing', 'takingNext', 'succeeded']);
+    assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.10/23');
+  });
+
+  test('declined because another writer holds the address: the full way avoids it, without counting a lost write', async () => {
+    let seen: ChooseIpInput | undefined;
+    const { output, visited } = await run({
+      takeNext: resolves({ kind: 'declined', why: 'another writer holds 10.0.20.10', lost: '10.0.20.10' }),
+      chooseIp: fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
+        seen = input;
+        return free('10.0.20.11');
+      }),
+    });
+    assert.deepEqual(visited, ['parsing', 'takingNext', 'pickingServer', 'loadingPools', 'recallingHost', 'choosingIp', 'claimingIp', 'succeeded']);
+    assert.deepEqual(seen?.avoid, ['10.0.20.10']);
+    assert.equal(seen?.lost, 0);
+    assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.11/23');
+  });
+
+  test('a failure of the one-request claim goes the full way, which decides', async () => {
+    const { output, visited } = await run({ takeNext: rejects(new Error('unforeseen')) });
+    assert.deepEqual(visited.slice(0, 3), ['parsing', 'takingNext', 'pickingServer']);
+    assert.equal(output.type === 'ok' && output.result?.ips[0]?.address, '10.0.20.10/23');
+  });
+
+  test('a static IP is never claimed that way', async () => {
+    const { visited } = await run({ takeNext: rejects(new Error('must not run')), loadPools: resolves([{ pool, requestedIp: '10.0.21.200' }]) }, configText({ requestedIp: '10.0.21.200' }));
+    assert.ok(!visited.includes('takingNext'), visited.join(' '));
+  });
 });
 
 test('a requested IP is checked, then claimed without a search', async () => {

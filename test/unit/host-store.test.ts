@@ -5,7 +5,7 @@ import { existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { build } from 'esbuild';
 import path from 'node:path';
-import { forgetClaimed, forgetHeld, keepClaimed, markClaiming, maxFileBytes, recall, recallHeld, rememberHeld, rememberLastReserved, unmarkClaiming } from '../../src/services/host-store';
+import { forgetClaimed, forgetHeld, keepClaimed, markClaiming, maxFileBytes, maxPoolCopyBytes, recall, recallHeld, recallPool, rememberHeld, rememberLastReserved, rememberPool, unmarkClaiming } from '../../src/services/host-store';
 import { normalizeRange } from '../../src/services/ip-math';
 
 const dataDir = () => mkdtempSync(path.join(tmpdir(), 'host-store-'));
@@ -31,6 +31,50 @@ test('the hint is tied to the pool identity: a re-created pool starts afresh', a
   assert.deepEqual(await recall(dir, pool(41), 'c1', 'eth0', log), { lastReserved: '10.0.0.7' });
   assert.deepEqual(await recall(dir, pool(42), 'c1', 'eth0', log), {});
   assert.deepEqual(log.seen, [], 'an outdated hint is normal, not a problem');
+  rmSync(dir, { recursive: true });
+});
+
+test('the hint keeps how many addresses after it were found free; a count that is not one is no hint', async () => {
+  const dir = dataDir();
+  const log = warnings();
+  await rememberLastReserved(dir, 'p', 1, '10.0.0.7', 12);
+  assert.deepEqual(await recall(dir, pool(), 'c1', 'eth0', log), { lastReserved: '10.0.0.7', freeAfter: 12 });
+  await rememberLastReserved(dir, 'p', 1, '10.0.0.8', 0);
+  assert.deepEqual(await recall(dir, pool(), 'c1', 'eth0', log), { lastReserved: '10.0.0.8' }, 'none known free: no count');
+  for (const free of [-1, 1.5, '3', 1_000_000, null]) {
+    writeFileSync(path.join(dir, 'p', 'last_reserved_ip'), JSON.stringify({ pool: 1, ip: '10.0.0.9', free }));
+    assert.deepEqual(await recall(dir, pool(), 'c1', 'eth0', log), {}, `free: ${JSON.stringify(free)}`);
+  }
+  assert.equal(log.seen.length, 5);
+  assert.match(log.seen[0]!, /last_reserved_ip: its "free" -1 is not a count/);
+  rmSync(dir, { recursive: true });
+});
+
+test('the copy of the pool key is read back only as it was written: indexes, then the text, within 64 KiB', async () => {
+  const dir = dataDir();
+  const log = warnings();
+  assert.equal(await recallPool(dir, 'p', log), undefined, 'none yet: not a problem');
+  const copy = { createIndex: 5, modifyIndex: 9, value: '[{"subnet":"10.0.0.0/24"}]' };
+  await rememberPool(dir, 'p', copy);
+  assert.deepEqual(await recallPool(dir, 'p', log), copy);
+  const file = path.join(dir, 'p', 'pool');
+  const bad: Array<[string, string]> = [
+    ['{"createIndex":5,"modifyIndex":9', 'not JSON'],
+    ['[5, 9, "[]"]', 'not a JSON object'],
+    [JSON.stringify({ createIndex: 0, modifyIndex: 9, value: '[]' }), 'not the indexes'],
+    [JSON.stringify({ createIndex: 9, modifyIndex: 5, value: '[]' }), 'not the indexes'],
+    [JSON.stringify({ createIndex: 5, modifyIndex: 9, value: [] }), 'not the text of a pool key'],
+    [JSON.stringify({ ...copy, value: 'x'.repeat(maxPoolCopyBytes) }), `larger than ${maxPoolCopyBytes} bytes`],
+  ];
+  for (const [text, problem] of bad) {
+    writeFileSync(file, text);
+    assert.equal(await recallPool(dir, 'p', log), undefined, text.slice(0, 60));
+    assert.match(log.seen[log.seen.length - 1]!, new RegExp(`ignoring host file ${file}: .*${problem}`));
+  }
+  rmSync(file);
+  symlinkSync(path.join(dir, 'elsewhere'), file);
+  assert.equal(await recallPool(dir, 'p', log), undefined);
+  assert.match(log.seen[log.seen.length - 1]!, /symlink/);
   rmSync(dir, { recursive: true });
 });
 
