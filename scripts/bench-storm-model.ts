@@ -4,7 +4,7 @@
  * `hosts` simulated hosts (each its own host_id and data_dir) run `adds` ADD processes on one pool, at most
  * `concurrency` at a time (a new one starts as soon as one ends: overlapping waves), against the real Consul
  * behind a counting proxy. The proxy sees exactly what Consul is asked: every request, and the answer to
- * each `cas=0` write (`false`: another writer took the address). Per successful ADD it reports Consul writes
+ * each `cas=0` write (`false`: another writer took the address) and to each writing transaction (409: rolled back). Per successful ADD it reports Consul writes
  * (ideal 1.0), reads (requests, and keys read), lost writes, listings of the pool, and the ADD time.
  *
  * `sameStart` seeds every host's round-robin hint with the same address, so that all hosts walk the pool
@@ -73,21 +73,26 @@ async function countingProxy(target: string, hosts: number): Promise<{ urls: str
       const body = Buffer.concat(chunks);
       const url = req.url ?? '/';
       const isKv = url.startsWith('/v1/kv/');
-      const isWrite = isKv && (req.method === 'PUT' || req.method === 'DELETE');
+      const isTxn = url.startsWith('/v1/txn');
+      const verbs = isTxn ? (JSON.parse(body.toString('utf8') || '[]') as Array<{ KV?: { Verb?: string } }>).map((op) => op.KV?.Verb ?? '') : [];
+      // A transaction that writes is a write (a warm host's one-request claim: check-index, get, cas), its gets
+      // counted as keys read; one of gets only is a read (a window of candidates).
+      const isWrite = (isKv && (req.method === 'PUT' || req.method === 'DELETE')) || verbs.some((verb) => /^(set|cas|delete|delete-cas)$/.test(verb));
       if (isWrite) counts.writes++;
-      else if (isKv || url.startsWith('/v1/txn')) {
+      else if (isKv || isTxn) {
         counts.reads++;
         if (/[?&](keys|recurse)/.test(url)) counts.listings++;
-        if (url.startsWith('/v1/txn')) counts.keysRead += (JSON.parse(body.toString('utf8') || '[]') as unknown[]).length;
-        else if (!/[?&](keys|recurse)/.test(url)) counts.keysRead++;
+        else if (!isTxn) counts.keysRead++;
       }
+      counts.keysRead += verbs.filter((verb) => verb === 'get').length;
       const headers = { ...req.headers, host: upstream.host };
       const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: url, headers, agent }, (answer) => {
         const answerChunks: Buffer[] = [];
         answer.on('data', (chunk: Buffer) => answerChunks.push(chunk));
         answer.on('end', () => {
           const answerBody = Buffer.concat(answerChunks);
-          if (isWrite && /[?&]cas=0/.test(url) && answerBody.toString('utf8').trim() === 'false') {
+          // Lost: a cas=0 PUT answered false, or a writing transaction rolled back (the address taken, or the pool changed).
+          if (isWrite && ((/[?&]cas=0/.test(url) && answerBody.toString('utf8').trim() === 'false') || (isTxn && answer.statusCode === 409))) {
             counts.lost++;
             lostBy.set(host, (lostBy.get(host) ?? 0) + 1);
           }

@@ -52,7 +52,7 @@ async function bundle() {
 
 /**
  * The script the blob runs. Per-host code cache: the loader compiles the bundle with the cache of the program
- * run, `sea-<name>-<build>-<node>-<arch>.v8cache` (the name of an unknown link is not trusted into a file name).
+ * run, `sea-<name>-<command>-<build>-<node>-<arch>.v8cache` (the name of an unknown link is not trusted into a file name).
  */
 function mainScript(source, codeCache) {
   if (codeCache === 'embedded') return source;

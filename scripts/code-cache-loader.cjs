@@ -5,9 +5,8 @@
 // a large part of its start-up (docs/performance.md). The bundle is kept in a comment at the end of the file
 // (V8 skips it when compiling the file; trailingBundle reads it back) and compiled with V8's code cache
 // when one made by this very build on this Node is found. The single executable passes it as a string. After a command
-// that exercises the plugin (ADD, DEL, CHECK, GC, STATUS) found none, the cache is written for the next run; and
-// again after the first run of each other such command, so that DEL's code is in it as well as ADD's (a header
-// names the commands it has seen: each host writes it a few times in its life, not once per command kind).
+// that exercises the plugin (ADD, DEL, CHECK, GC, STATUS) found none, the cache is written for the next run of that
+// command: one cache per command.
 //
 // The caches live in /var/cache/ipam-da-consul (root-owned, mode 0700: as trusted as the executables), or
 // in $IPAM_CODE_CACHE_DIR; IPAM_CODE_CACHE_DIR=off disables it. Deleting it only costs one slower run.
@@ -37,9 +36,6 @@ function trailingBundle(marker) {
   return body.includes(marker) ? body.replaceAll(marker, '*/') : body;
 }
 
-/** The cache file's header: `#` and the commands that ran with it, space-padded, a newline (a multiple of 8). */
-const cacheHeaderBytes = 32;
-
 /** Whether a process of that pid exists (EPERM: it does, as another user's). */
 function isRunning(pid) {
   try {
@@ -53,40 +49,33 @@ function isRunning(pid) {
 function run(name, buildId, source) {
   const setting = process.env.IPAM_CODE_CACHE_DIR;
   const dir = setting === 'off' ? undefined : setting || '/var/cache/ipam-da-consul';
-  const file = dir && join(dir, `${name}-${buildId}-${process.version}-${process.arch}.v8cache`);
+  const command = process.env.CNI_COMMAND || '';
+  const exercising = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS'].includes(command);
+  // One cache per command: each holds only the code its command runs, and V8 deserialises all of a cache. The
+  // "about" run and VERSION, which run little, read ADD's.
+  const file = dir && join(dir, `${name}-${exercising ? command : 'ADD'}-${buildId}-${process.version}-${process.arch}.v8cache`);
   let cachedData;
-  let seen = [];
   try {
-    if (file) {
-      const data = readFileSync(file);
-      // `#<commands>`, padded with spaces to the header's length, then V8's data (kept 8-byte aligned).
-      if (data.length > cacheHeaderBytes && data[0] === 0x23 && data[cacheHeaderBytes - 1] === 0x0a) {
-        seen = data.latin1Slice(1, cacheHeaderBytes - 1).trim().split(' ');
-        cachedData = data.subarray(cacheHeaderBytes);
-      }
-    }
+    if (file) cachedData = readFileSync(file);
   } catch {
     // No cache yet.
   }
   const script = new Script(wrap(source), { filename: __filename, cachedData, importModuleDynamically: undefined });
-  const command = process.env.CNI_COMMAND || '';
-  const exercising = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS'].includes(command);
-  const usable = cachedData !== undefined && !script.cachedDataRejected;
-  if (file && exercising && !(usable && seen.includes(command))) {
-    const header = `#${[...(usable ? seen : []), command].join(' ')}`.padEnd(cacheHeaderBytes - 1, ' ');
+  if (file && exercising && (cachedData === undefined || script.cachedDataRejected)) {
     process.once('exit', () => {
       try {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         const temporary = `${file}.${process.pid}.tmp`;
-        writeFileSync(temporary, Buffer.concat([Buffer.from(`${header}\n`, 'latin1'), script.createCachedData()]), { mode: 0o600 });
+        writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
         renameSync(temporary, file);
-        // Caches of earlier builds of this executable are of no use any more, nor the temporaries of writers
-        // killed before their rename (their pid is gone).
-        const ours = new RegExp(`^${name}-[0-9a-f]{16}-.*\\.v8cache(?:\\.(\\d+)\\.tmp)?$`);
+        // Caches of earlier builds of this executable (or made by another Node) are of no use any more, nor the
+        // temporaries of writers killed before their rename (their pid is gone); the other commands' stay.
+        const ours = new RegExp(`^${name}-[A-Z]+-([0-9a-f]{16}-.*)\\.v8cache(?:\\.(\\d+)\\.tmp)?$`);
+        const current = `${buildId}-${process.version}-${process.arch}`;
         for (const old of readdirSync(dir)) {
           const match = ours.exec(old);
           if (match === null || join(dir, old) === file) continue;
-          if (match[1] === undefined || !isRunning(Number(match[1]))) unlinkSync(join(dir, old));
+          if (match[2] === undefined ? match[1] !== current : !isRunning(Number(match[2]))) unlinkSync(join(dir, old));
         }
       } catch {
         // A read-only or missing cache dir only means no cache.

@@ -1,10 +1,9 @@
-// The V8 code cache wrapped around each CNI executable (scripts/code-cache-loader.cjs): made after the first
-// command that exercises the plugin (and again after the first of each other command), used by the next runs,
-// ignored when it does not fit, never required.
+// The V8 code cache wrapped around each CNI executable (scripts/code-cache-loader.cjs): one per command, made
+// after its first run, used by the next runs, ignored when it does not fit, never required.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { useConsul } from '../support/consul';
 import { describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
@@ -32,22 +31,27 @@ test('the "about" run writes no cache; the first ADD does; later runs read it an
   assert.equal(about.code, 0, describeRun(about));
   assert.deepEqual(caches(dir), []);
   await addAndDel(dir, 'cache-1');
-  const [file] = caches(dir);
-  assert.match(file ?? '', /^ipam-da-consul-[0-9a-f]{16}-v\d+\.\d+\.\d+-\w+\.v8cache$/);
-  const written = readFileSync(path.join(dir, file!));
-  assert.ok(written.length > 10_000, `cache of ${written.length} bytes`);
-  // Written by the ADD, and again by the DEL after it, so that DEL's code is cached too; the header says so.
-  assert.equal(written.subarray(0, 32).toString('latin1'), '#ADD DEL'.padEnd(31, ' ') + '\n');
+  // One per command, each holding only the code its command runs.
+  const files = caches(dir).sort();
+  assert.equal(files.length, 2, files.join(' '));
+  files.forEach((file, i) => assert.match(file, new RegExp(`^ipam-da-consul-${['ADD', 'DEL'][i]}-[0-9a-f]{16}-v\\d+\\.\\d+\\.\\d+-\\w+\\.v8cache$`)));
+  const written = files.map((file) => readFileSync(path.join(dir, file)));
+  for (const cache of written) assert.ok(cache.length > 10_000, `cache of ${cache.length} bytes`);
   await addAndDel(dir, 'cache-2');
-  assert.deepEqual(readFileSync(path.join(dir, file!)), written, 'an accepted cache is not rewritten');
+  files.forEach((file, i) => assert.deepEqual(readFileSync(path.join(dir, file)), written[i], `${file}: an accepted cache is not rewritten`));
+  // An earlier build's caches go when this one writes its own; this build's, other commands' included, stay.
+  writeFileSync(path.join(dir, 'ipam-da-consul-ADD-0123456789abcdef-v20.0.0-x64.v8cache'), 'an old build');
+  rmSync(path.join(dir, files[1]!));
+  await addAndDel(dir, 'cache-3');
+  assert.deepEqual(caches(dir).sort(), files);
 });
 
 test('a corrupt cache is rejected by V8, the command still succeeds, and the cache is rewritten', async () => {
   const dir = tempDir('code-cache-');
-  await addAndDel(dir, 'cache-3');
-  const [file] = caches(dir);
-  writeFileSync(path.join(dir, file!), Buffer.from('not a code cache at all'));
   await addAndDel(dir, 'cache-4');
+  const [file] = caches(dir).sort();
+  writeFileSync(path.join(dir, file!), Buffer.from('not a code cache at all'));
+  await addAndDel(dir, 'cache-5');
   assert.ok(readFileSync(path.join(dir, file!)).length > 10_000, 'rewritten after the rejection');
 });
 
@@ -63,13 +67,13 @@ test('IPAM_CODE_CACHE_DIR=off writes nothing; an unwritable cache dir is no erro
 test("writing a cache removes the temporaries of writers killed before their rename, never a running one's", async () => {
   const dir = tempDir('code-cache-');
   const gone = spawnSync('true').pid!; // exited: its pid is free
-  const stem = 'ipam-da-consul-0123456789abcdef-v20.0.0-x64.v8cache';
+  const stem = 'ipam-da-consul-ADD-0123456789abcdef-v20.0.0-x64.v8cache';
   writeFileSync(path.join(dir, `${stem}.${gone}.tmp`), 'half a cache');
   writeFileSync(path.join(dir, `${stem}.${process.pid}.tmp`), 'being written');
   writeFileSync(path.join(dir, 'unrelated.tmp'), '');
   await addAndDel(dir, 'cache-7');
   assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')).sort(), [`${stem}.${process.pid}.tmp`, 'unrelated.tmp']);
-  assert.equal(caches(dir).length, 1);
+  assert.equal(caches(dir).length, 2);
 });
 
 test('an executable that ends without its bundle (overwritten in place while it starts) prints CNI error 11, no stack trace', async () => {
