@@ -19,7 +19,7 @@ import type { LoadedPool } from '../services/load-pool';
 import { loadPoolsLogic, type PlannedPool } from '../services/load-pools';
 import { poolKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
-import { pickServerLogic } from '../services/pick-server';
+import { pickServerLogic, withSuspectLast } from '../services/pick-server';
 import { recallHostLogic, type Recalled } from '../services/recall-host';
 import { releaseTakenLogic, type Taken } from '../services/release-taken';
 import { takeNextLogic, type TakeNext } from '../services/take-next';
@@ -51,6 +51,8 @@ interface AddContext {
   readonly error?: CniError;
   /** The error exit to reach once what was taken is released. */
   readonly failure?: Failure;
+  /** The server the one-request claim could not talk to: the full way tries it last. */
+  readonly suspect?: string;
 }
 
 /** The error exits an ADD can reach after it has taken an address from an earlier pool. */
@@ -88,7 +90,11 @@ export const addCommandMachine = setup({
       params.took.kind === 'took' ? { assigned: [...context.assigned, params.took.assigned], taken: [...context.taken, { pool: params.took.pool, ip: params.took.assigned.ip }] } : {},
     ),
     /** An address another writer holds is not tried again by the full way. */
-    recordDeclined: assign(({ context }, params: { took: TakeNext }) => (params.took.kind === 'declined' && params.took.lost ? { avoid: [...context.avoid, params.took.lost] } : {})),
+    recordDeclined: assign(({ context }, params: { took: TakeNext }) =>
+      params.took.kind === 'declined'
+        ? { ...(params.took.lost ? { avoid: [...context.avoid, params.took.lost] } : {}), ...(params.took.suspect ? { suspect: params.took.suspect } : {}) }
+        : {},
+    ),
     logTakeNextFailure: ({ context }, params: { error: unknown }) => context.input.log.warn(`claiming in one request failed unexpectedly: ${toCniError(params.error).message}; going the full way`),
     recordHeld: assign({ assigned: ({ context }, params: { held: Assigned }) => [...context.assigned, params.held] }),
     logRollbackFailure: ({ context }, params: { error: unknown }) =>
@@ -181,7 +187,11 @@ export const addCommandMachine = setup({
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: poolKey(present(context.config, 'config').pool.name) }),
+        input: ({ context }) => ({
+          consul: withSuspectLast(present(context.config, 'config').consul, context.suspect),
+          log: context.input.log,
+          probeKey: poolKey(present(context.config, 'config').pool.name),
+        }),
         onDone: { target: 'loadingPools', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

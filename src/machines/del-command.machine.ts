@@ -1,5 +1,6 @@
 /**
  * DEL: parse → pick server → find this container's allocations in every listed pool → release each with a cas delete.
+ * With one pool listed and the host's note of the address with its key's ModifyIndex: parse → release it in one request.
  * Drawn in docs/state-diagrams/del-command.md. Idempotent: nothing to release is success.
  */
 import { assign, setup } from 'xstate';
@@ -10,8 +11,9 @@ import type { ConsulKv } from '../services/consul-client';
 import { findAllocationsLogic, type Found } from '../services/find-allocations';
 import { allocationKey } from '../services/kv-layout';
 import { parseConfigLogic } from '../services/parse-config';
-import { pickServerLogic } from '../services/pick-server';
+import { pickServerLogic, withSuspectLast } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
+import { releaseNotedLogic, type ReleaseNoted } from '../services/release-noted';
 import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
 
 /**
@@ -30,6 +32,8 @@ interface DelContext {
   readonly kv?: ConsulKv;
   readonly found: readonly Found[];
   readonly error?: CniError;
+  /** The server the one-request release could not talk to: the full way tries it last. */
+  readonly suspect?: string;
 }
 
 
@@ -41,14 +45,19 @@ export const delCommandMachine = setup({
   },
   actors: {
     parseConfig: parseConfigLogic,
+    releaseNoted: releaseNotedLogic,
     pickServer: pickServerLogic,
     findAllocations: findAllocationsLogic,
     releaseAllocations: releaseAllocationsLogic,
   },
   actions: {
     recordError: assign({ error: (_, params: { error: unknown }) => toCniError(params.error) }),
+    logReleaseNotedFailure: ({ context }, params: { error: unknown }) =>
+      context.input.log.warn(`releasing in one request failed unexpectedly: ${toCniError(params.error).message}; going the full way`),
   },
   guards: {
+    onePoolListed: ({ context }) => present(context.config, 'config').listedPools.length === 1,
+    releasedNoted: (_, params: { released: ReleaseNoted }) => params.released.kind === 'released',
     nothingFound: (_, params: { found: readonly Found[] }) => params.found.length === 0,
   },
 }).createMachine({
@@ -64,8 +73,36 @@ export const delCommandMachine = setup({
         src: 'parseConfig',
         // A static IP is only ADD's business: a bad one must not make DEL fail and leak the address.
         input: ({ context }) => ({ stdin: context.input.stdin, args: context.input.env.args, staticIp: false, log: context.input.log }),
-        onDone: { target: 'pickingServer', actions: assign({ config: ({ event }) => event.output }) },
+        onDone: { target: 'parsed', actions: assign({ config: ({ event }) => event.output }) },
         onError: { target: 'invalidInput', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    parsed: {
+      description: 'One pool listed: try the one-request release of the noted address first; otherwise the full way.',
+      always: [{ guard: 'onePoolListed', target: 'releasingNoted' }, { target: 'pickingServer' }],
+    },
+    releasingNoted: {
+      description: "Delete the address this host noted for the container with cas on the ModifyIndex the note keeps; any doubt goes the full way.",
+      invoke: {
+        id: 'releaseNoted',
+        src: 'releaseNoted',
+        input: ({ context }) => {
+          const config = present(context.config, 'config');
+          return {
+            consul: config.consul,
+            pool: present(config.listedPools[0], 'listed pool'),
+            prevIps: config.prevIps,
+            containerId: context.input.env.containerId,
+            ifname: context.input.env.ifname,
+            dataDir: config.dataDir,
+            log: context.input.log,
+          };
+        },
+        onDone: [
+          { guard: { type: 'releasedNoted', params: ({ event }) => ({ released: event.output }) }, target: 'succeeded' },
+          { target: 'pickingServer', actions: assign({ suspect: ({ event }) => (event.output.kind === 'declined' ? event.output.suspect : undefined) }) },
+        ],
+        onError: { target: 'pickingServer', actions: { type: 'logReleaseNotedFailure', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     pickingServer: {
@@ -73,7 +110,11 @@ export const delCommandMachine = setup({
       invoke: {
         id: 'pickServer',
         src: 'pickServer',
-        input: ({ context }) => ({ consul: present(context.config, 'config').consul, log: context.input.log, probeKey: firstAddressKey(present(context.config, 'config')) }),
+        input: ({ context }) => ({
+          consul: withSuspectLast(present(context.config, 'config').consul, context.suspect),
+          log: context.input.log,
+          probeKey: firstAddressKey(present(context.config, 'config')),
+        }),
         onDone: { target: 'findingAllocations', actions: assign({ kv: ({ event }) => event.output }) },
         onError: { target: 'consulUnreachable', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },

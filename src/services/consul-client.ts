@@ -58,8 +58,8 @@ export interface ConsulKv {
   keys(prefix: string): Promise<string[]>;
   /** PUT; with `cas`, only if the key's ModifyIndex is `cas` (0: only if absent). True when written. */
   put(key: string, value: string, cas?: number): Promise<boolean>;
-  /** DELETE with `?cas`: true when deleted, false when the key changed since `cas`. */
-  deleteCas(key: string, cas: number): Promise<boolean>;
+  /** DELETE with `?cas`: true when deleted (or already gone), false when the key changed since `cas`. `retry` as for txn. */
+  deleteCas(key: string, cas: number, options?: { retry?: boolean }): Promise<boolean>;
   /** PUT /v1/txn. `retry: false` fails at once on a transient answer or a server gone (the caller has another way). */
   txn(ops: readonly TxnOp[], options?: { retry?: boolean }): Promise<TxnOutcome>;
   /**
@@ -340,9 +340,9 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       expectOk(what, response);
       return parse<boolean>(what, response.body) === true;
     },
-    async deleteCas(key, cas) {
+    async deleteCas(key, cas, { retry = true } = {}) {
       const what = `a delete of ${key}`;
-      const response = await send(what, keyPath(key), { method: 'DELETE', searchParams: { cas: String(cas) } });
+      const response = await send(what, keyPath(key), { method: 'DELETE', searchParams: { cas: String(cas) } }, retry);
       expectOk(what, response);
       return parse<boolean>(what, response.body) === true;
     },

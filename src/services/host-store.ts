@@ -3,7 +3,7 @@
  *
  *   <data_dir>/<pool>/last_reserved_ip          {"pool": <CreateIndex of ipam/<pool>>, "ip": "<last address handed out>", "free": <n>}
  *   <data_dir>/<pool>/pool                      {"createIndex": <n>, "modifyIndex": <n>, "value": "<ipam/<pool> as last read>"}
- *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface
+ *   <data_dir>/<pool>/containers/<id>/<ifname>  the address given to that container and interface [and its key's ModifyIndex]
  *   <data_dir>/<pool>/claiming/<ip>             "<pid> <start time> <boot id>" of the process claiming <ip>, or that took it
  *
  * Hints only, never a second source of truth: Consul decides. The first makes allocation round robin (an
@@ -238,11 +238,22 @@ function decodeHint(text: string, pool: PoolHints): { ip?: string; free?: number
   return { ip: address, ...(typeof free === 'number' && free > 0 ? { free } : {}) };
 }
 
-/** Decodes a container's note: one address in canonical text, as rememberHeld writes it. */
-function decodeHeld(text: string): { ip: string } | Problem {
+/** A container's note, decoded: the address, and the ModifyIndex of its key when this host wrote it in one request. */
+export interface Note {
+  readonly ip: string;
+  readonly modifyIndex?: number;
+}
+
+/** Decodes a container's note: one address in canonical text, then its key's ModifyIndex if known, as rememberHeld writes it. */
+function decodeHeld(text: string): Note | Problem {
   const line = text.endsWith('\n') ? text.slice(0, -1) : text;
-  const ip = canonicalIp(line);
-  return ip !== undefined && ip === line ? { ip } : { problem: `${JSON.stringify(line.slice(0, 60))} is not an IP address in canonical text` };
+  const [address = '', index, ...rest] = line.split(' ');
+  const ip = canonicalIp(address);
+  if (ip === undefined || ip !== address) return { problem: `${JSON.stringify(address.slice(0, 60))} is not an IP address in canonical text` };
+  if (index === undefined) return { ip };
+  const modifyIndex = /^[1-9]\d{0,15}$/.test(index) ? Number(index) : NaN;
+  if (rest.length > 0 || !Number.isSafeInteger(modifyIndex)) return { problem: `${JSON.stringify(line.slice(0, 80))} is not an address and the ModifyIndex of its key` };
+  return { ip, modifyIndex };
 }
 
 /** Reads and decodes one host file; a problem is warned about, naming the file, and the file counts as absent. */
@@ -255,16 +266,18 @@ function recallFile<T extends object>(path: string, decode: (text: string) => T 
   return undefined;
 }
 
-/** The held address of a container, decoded; undefined when none is remembered or the note is unusable. */
-function readHeld(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): string | undefined {
+/** The note of a container, decoded; undefined when none is remembered or the note is unusable. */
+function readNote(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): Note | undefined {
   let path;
   try {
     path = heldPath(pool, containerId, ifname);
   } catch {
     return undefined; // a name that cannot be a file (a container ID of over 255 characters) has no note
   }
-  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log)?.ip;
+  return recallFile(join(dataDir, ...path.dirs, path.name), decodeHeld, log);
 }
+
+const readHeld = (dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): string | undefined => readNote(dataDir, pool, containerId, ifname, log)?.ip;
 
 /** Reads what this host remembers; a pool re-created since (another CreateIndex) starts afresh. */
 export async function recall(dataDir: string, pool: PoolHints, containerId: string, ifname: string, log: Warn): Promise<HostMemory> {
@@ -287,10 +300,19 @@ export async function recallHeld(dataDir: string, pool: string, containerId: str
   return readHeld(dataDir, pool, containerId, ifname, log);
 }
 
-/** Notes the address about to be claimed for a container, before the write to Consul, so a retried ADD finds it even if this one dies. */
-export async function rememberHeld(dataDir: string, pool: string, containerId: string, ifname: string, ip: string): Promise<void> {
+/** Reads the whole note, for DEL's release in one request (release-noted.ts). */
+export async function recallNote(dataDir: string, pool: string, containerId: string, ifname: string, log: Warn): Promise<Note | undefined> {
+  return readNote(dataDir, pool, containerId, ifname, log);
+}
+
+/**
+ * Notes the address about to be claimed for a container, before the write to Consul, so a retried ADD finds it
+ * even if this one dies; again with its key's ModifyIndex once a claim in one request tells it, so that DEL can
+ * release it in one request too.
+ */
+export async function rememberHeld(dataDir: string, pool: string, containerId: string, ifname: string, ip: string, modifyIndex?: number): Promise<void> {
   const { dirs, name } = heldPath(pool, containerId, ifname);
-  writeAtomically(dataDir, dirs, name, `${ip}\n`);
+  writeAtomically(dataDir, dirs, name, `${ip}${modifyIndex === undefined ? '' : ` ${modifyIndex}`}\n`);
 }
 
 /** Moves the round-robin hint forward; `free`: how many addresses right after `ip` the last read found free. */

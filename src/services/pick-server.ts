@@ -58,6 +58,15 @@ export const pickServerLogic = fromPromise<ConsulKv, PickServerInput>(async ({ i
 });
 
 /**
+ * The servers with `suspect` moved last: the one a one-request claim or release could not talk to (take-next.ts,
+ * release-noted.ts), so that the full way does not wait on it first again.
+ */
+export function withSuspectLast(consul: ConsulOptions, suspect: string | undefined): ConsulOptions {
+  if (suspect === undefined || !consul.servers.includes(suspect)) return consul;
+  return { ...consul, servers: [...consul.servers.filter((server) => server !== suspect), suspect] };
+}
+
+/**
  * Reads the probe key; a server that answers as Consul at all (even 403, which the command's own read
  * reports properly) has a leader. Transport failures, 5xx, 429 and answers that are not Consul's (all code
  * 11) move on to the next server.

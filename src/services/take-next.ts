@@ -25,10 +25,7 @@ export interface TakeNextInput {
  */
 export type TakeNext =
   | { readonly kind: 'took'; readonly pool: string; readonly assigned: Assigned }
-  | { readonly kind: 'declined'; readonly why: string; readonly lost?: string };
-
-/** How many addresses of the free run are tried for a marker: in a storm on this host, neighbours hold the first. */
-const markerTries = 8;
+  | { readonly kind: 'declined'; readonly why: string; readonly lost?: string; readonly suspect?: string };
 
 /**
  * Runs in ADD right after parsing, on a host that has served the pool before: claims the address after the
@@ -53,9 +50,9 @@ const markerTries = 8;
  */
 export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input }) => {
   const { pool, dataDir, containerId, ifname, log } = input;
-  const declined = (why: string, lost?: string): TakeNext => {
+  const declined = (why: string, lost?: string, suspect?: string): TakeNext => {
     log.debug(`no claim in one request: ${why}`);
-    return { kind: 'declined', why, ...(lost === undefined ? {} : { lost }) };
+    return { kind: 'declined', why, ...(lost === undefined ? {} : { lost }), ...(suspect === undefined ? {} : { suspect }) };
   };
   const copy = await recallPool(dataDir, pool, log);
   if (copy === undefined) return declined('this host keeps no copy of the pool key');
@@ -69,7 +66,9 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   const memory = await recall(dataDir, { name: pool, identity: copy.createIndex, ranges }, containerId, ifname, log);
   if (memory.held !== undefined) return declined(`the host notes ${memory.held.ip} for ${containerId}/${ifname}: Consul is asked whether it holds it`);
   if (memory.lastReserved === undefined || memory.freeAfter === undefined) return declined('no address after the hint is known free');
-  const run = take(candidatesFrom(ranges, positionOf(ranges, memory.lastReserved)! + 1n), Math.min(memory.freeAfter, markerTries));
+  // Each address of the run is tried for a marker in turn: in a storm on this host, neighbours hold the first
+  // ones (a marker costs a few microseconds; going the full way, three requests).
+  const run = take(candidatesFrom(ranges, positionOf(ranges, memory.lastReserved)! + 1n), memory.freeAfter);
   let chosen: { candidate: Candidate; index: number } | undefined;
   for (const [index, candidate] of run.entries()) {
     // Read at 0: a marker left by a gone process means taken (a won claim keeps its marker), never stale.
@@ -100,7 +99,8 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   } catch (error) {
     // The write may have been applied: the note and the marker stay, and the full way asks Consul.
     await keepClaimed(dataDir, pool, candidate.ip).catch(() => undefined);
-    return declined(`the claim of ${key} failed: ${(error as Error).message}${'details' in (error as object) ? ` (${(error as { details: string }).details})` : ''}`);
+    const details = 'details' in (error as object) ? ` (${(error as { details: string }).details})` : '';
+    return declined(`the claim of ${key} failed: ${(error as Error).message}${details}`, undefined, input.consul.servers[0]);
   }
   if (!outcome.applied) {
     await unmarkClaiming(dataDir, pool, candidate.ip).catch(() => undefined);
@@ -126,6 +126,9 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
     return declined('the copy of the pool key is not what Consul holds');
   }
   await keepClaimed(dataDir, pool, candidate.ip).catch(() => undefined);
+  // The key's ModifyIndex goes into the container's note: DEL releases it in one request (release-noted.ts).
+  const written = outcome.entries.find((entry) => entry.key === key);
+  if (written !== undefined) await rememberHeld(dataDir, pool, containerId, ifname, candidate.ip, written.modifyIndex).catch(() => undefined);
   await rememberLastReserved(dataDir, pool, copy.createIndex, candidate.ip, memory.freeAfter - index - 1).catch((error: Error) =>
     log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
   );

@@ -299,7 +299,7 @@ describe('the arm64 single executable, under qemu-user', () => {
     assert.match(result.ips[0]!.address, /^10\.79\.0\.\d+\/24$/);
     const ip = result.ips[0]!.address.split('/')[0]!;
     assert.equal(((await agent!.kv.getJson(`ipam/arm64/${ip}`)) as { target: string }).target, 'arm64-1');
-    assert.match(readdirSync(cacheDir).join(), /^sea-ipam-da-consul-[0-9a-f]{16}-v[\d.]+-arm64\.v8cache$/, 'its own code cache, of its arch');
+    assert.match(readdirSync(cacheDir).join(), /^sea-ipam-da-consul-ADD-[0-9a-f]{16}-v[\d.]+-arm64\.v8cache$/, 'its own code cache, of its arch');
 
     const check = await arm64('ipam-da-consul', env('CHECK'), config(result.ips));
     assert.equal(check.code, 0, show('CHECK', check));

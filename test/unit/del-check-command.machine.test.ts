@@ -18,7 +18,13 @@ describe('DEL', () => {
   const reached = new Set<string>();
   async function run(actors: Record<string, unknown>, stdin = configText({ ips: ['10.0.20.10/23'] })) {
     const machine = delCommandMachine.provide({
-      actors: { pickServer: resolves(unusedKv), findAllocations: resolves(found), releaseAllocations: resolves({ released: ['10.0.20.10'], leftAlone: [] }), ...actors } as never,
+      actors: {
+        releaseNoted: resolves({ kind: 'declined', why: 'no note on this host' }),
+        pickServer: resolves(unusedKv),
+        findAllocations: resolves(found),
+        releaseAllocations: resolves({ released: ['10.0.20.10'], leftAlone: [] }),
+        ...actors,
+      } as never,
     });
     const result = await runMachine(machine, commandInput(stdin, { command: 'DEL' }));
     reached.add(result.final);
@@ -30,9 +36,20 @@ describe('DEL', () => {
     const { output, visited } = await run({
       releaseAllocations: fromPromise<object, { found: readonly Found[] }>(async ({ input }) => ((released = input.found), {})),
     });
-    assert.deepEqual(visited, ['parsing', 'pickingServer', 'findingAllocations', 'releasing', 'succeeded']);
+    assert.deepEqual(visited, ['parsing', 'releasingNoted', 'pickingServer', 'findingAllocations', 'releasing', 'succeeded']);
     assert.deepEqual(released, found);
     assert.deepEqual(output, { type: 'ok', result: { cniVersion: '1.0.0', ips: [], routes: [], dns: {} } });
+  });
+
+  test('the noted address released in one request is the whole DEL: no server picked, nothing searched', async () => {
+    const { output, visited } = await run({ releaseNoted: resolves({ kind: 'released', ip: '10.0.20.10' }), pickServer: rejects(new Error('the full way must not run')) });
+    assert.deepEqual(visited, ['parsing', 'releasingNoted', 'succeeded']);
+    assert.deepEqual(output, { type: 'ok', result: { cniVersion: '1.0.0', ips: [], routes: [], dns: {} } });
+  });
+
+  test('a failure of the one-request release goes the full way, which decides', async () => {
+    const { visited } = await run({ releaseNoted: rejects(new Error('unforeseen')) });
+    assert.deepEqual(visited, ['parsing', 'releasingNoted', 'pickingServer', 'findingAllocations', 'releasing', 'succeeded']);
   });
 
   test('nothing to release is success without a release step', async () => {

@@ -4,10 +4,10 @@
 // back after each: never an address outside the pool's current ranges, never one key overwritten.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { useConsul } from '../support/consul';
-import { addressOf, allocationKeys, assertSuccess, describeRun, putPool, runPlugin, scenario, type Scenario } from '../support/plugin';
+import { addressOf, allocationKeys, assertSuccess, describeRun, putPool, runPlugin, scenario, startBlackhole, type Scenario } from '../support/plugin';
 import { isKvRequest, reportFigures, startConsulProxy, type ConsulProxy } from '../support/reliability';
 
 const agent = useConsul();
@@ -49,7 +49,7 @@ test('a warm host claims each next address in one request, and reads a window ag
     assert.deepEqual(runs[0]!.sent, fullWay(s, '10.41.0.1', true), 'a host without a copy goes the full way');
     for (const r of runs.slice(1, 5)) assert.deepEqual(r.sent, ['PUT /v1/txn'], `${r.ip}: one transaction\n${describeRun(r.run)}`);
     assert.deepEqual(runs[5]!.sent, fullWay(s, '10.41.0.7', true), 'the run of free addresses the window showed is used up: the full way again');
-    reportFigures('one-request-add', t.name, { requests: runs.map((r) => r.sent.length) }, t);
+    reportFigures('one-request', t.name, { requests: runs.map((r) => r.sent.length) }, t);
     for (const [i, r] of runs.entries()) {
       assert.deepEqual(await agent.kv.getJson(`ipam/${s.pool}/${r.ip}`), { target: `warm-${i}`, ifname: 'eth0', host: 'warm-host', network: 'test-net' });
     }
@@ -160,7 +160,7 @@ test('a storm on a warm host: 20 ADDs at once from one hint, 20 distinct address
     for (const [i, ip] of ips.entries()) assert.equal((await agent.kv.getJson<{ target: string }>(`ipam/${s.pool}/${ip}`))?.target, `storm-${i}`);
     const sent = proxy.seen.slice(before).filter(isKvRequest).map((r) => `${r.method} ${r.path.replace(/\?.*$/, '').replace(/^(\/v1\/kv\/ipam\/[^/]+)\/.+$/, '$1/<address>')}`);
     const kinds = Object.fromEntries([...new Set(sent)].map((kind) => [kind, sent.filter((k) => k === kind).length]));
-    reportFigures('one-request-add', t.name, { adds: 20, requests: sent.length, kinds }, t);
+    reportFigures('one-request', t.name, { adds: 20, requests: sent.length, kinds }, t);
     assert.ok(sent.length <= 6 * 20, `requests: ${JSON.stringify(kinds)}`);
   });
   assert.equal((await allocationKeys(agent.kv, s.pool)).length, 21);
@@ -178,4 +178,112 @@ test('a host with a copy but a hint of an older release (no "free") goes the ful
     assert.deepEqual((await addThrough(proxy, s, 'second')).sent, fullWay(s, '10.47.0.2'));
     assert.deepEqual((await addThrough(proxy, s, 'third')).sent, ['PUT /v1/txn']);
   });
+});
+
+// ---------------------------------------------------------------------------
+// DEL in one request (release-noted.ts): the note of a one-request ADD keeps its key's ModifyIndex.
+
+async function delThrough(proxy: ConsulProxy, s: Scenario, containerId: string, ips: string[], more: { pools?: string[] } = {}) {
+  const before = proxy.seen.length;
+  const config = s.config({ servers: [proxy.url], ips: ips.map((ip) => ({ address: `${ip}/24` })), ipam: { host_id: 'warm-host' } });
+  if (more.pools) config.prevResult.pools = more.pools.map((name) => ({ name }));
+  const run = await runPlugin({ command: 'DEL', containerId, config });
+  assertSuccess(run);
+  return { run, sent: proxy.seen.slice(before).filter(isKvRequest).map((r) => `${r.method} ${r.path.replace(/\?.*$/, '')}`) };
+}
+
+const notePath = (s: Scenario, containerId: string) => path.join(s.dataDir, s.pool, 'containers', containerId, 'eth0');
+
+test('DEL of an address a warm host claimed in one request is one request too: a delete on the index the note keeps', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.48.0.0/24' }]);
+  await withProxy(async (proxy) => {
+    await addThrough(proxy, s, 'first');
+    const { ip } = await addThrough(proxy, s, 'second');
+    const key = `ipam/${s.pool}/${ip}`;
+    assert.equal(readFileSync(notePath(s, 'second'), 'utf8'), `${ip} ${(await agent.kv.get(key))!.modifyIndex}\n`);
+    // A release drops a gone claimer's marker only when it was touched over 50 ms before (file times lag the
+    // clock by up to a tick): a container lives longer than that.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const del = await delThrough(proxy, s, 'second', [ip!]);
+    assert.deepEqual(del.sent, [`DELETE /v1/kv/${key}`], describeRun(del.run));
+    assert.equal(await agent.kv.get(key), undefined);
+    assert.ok(!existsSync(notePath(s, 'second')), 'the note is gone');
+    assert.ok(!existsSync(path.join(s.dataDir, s.pool, 'claiming', ip!)), 'the marker is gone');
+    // The first ADD went the full way: its note has no index, and its DEL the full way too.
+    assert.deepEqual((await delThrough(proxy, s, 'first', ['10.48.0.1'])).sent, [`GET /v1/kv/ipam/${s.pool}/10.48.0.1`, `DELETE /v1/kv/ipam/${s.pool}/10.48.0.1`]);
+  });
+  assert.deepEqual(await allocationKeys(agent.kv, s.pool), []);
+});
+
+test('DEL in one request never deletes a key that changed hands: the delete is refused, and the full way leaves it alone', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.49.0.0/24' }]);
+  const theirs = { target: 'their-container', ifname: 'eth0', host: 'another-host' };
+  await withProxy(async (proxy) => {
+    await addThrough(proxy, s, 'first');
+    const { ip } = await addThrough(proxy, s, 'mine');
+    const key = `ipam/${s.pool}/${ip}`;
+    // Released behind this host's back (consul-ipam release, another host's GC) and given to another container.
+    await agent.kv.put(key, JSON.stringify(theirs));
+    const del = await delThrough(proxy, s, 'mine', [ip!]);
+    assert.deepEqual(del.sent, [`DELETE /v1/kv/${key}`, `GET /v1/kv/${key}`, `GET /v1/kv/${key}`], describeRun(del.run));
+    assert.deepEqual(await agent.kv.getJson(key), theirs);
+  });
+});
+
+test('DEL in one request only when the note is the whole story: another listed pool, or prevResult naming another address, go the full way', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.50.0.0/24' }]);
+  await withProxy(async (proxy) => {
+    await addThrough(proxy, s, 'first');
+    const a = await addThrough(proxy, s, 'two-pools');
+    const twoPools = await delThrough(proxy, s, 'two-pools', [a.ip!], { pools: [s.pool, `${s.pool}-other`] });
+    assert.equal(twoPools.sent[0]!.startsWith('GET'), true, `the full way starts with a read: ${twoPools.sent.join(', ')}`);
+    assert.ok(twoPools.sent.includes(`DELETE /v1/kv/ipam/${s.pool}/${a.ip}`), twoPools.sent.join(', '));
+    const b = await addThrough(proxy, s, 'renamed');
+    const other = await delThrough(proxy, s, 'renamed', [b.ip!, '10.50.0.200']);
+    assert.equal(other.sent[0]!.startsWith('GET'), true, other.sent.join(', '));
+    assert.equal(await agent.kv.get(`ipam/${s.pool}/${b.ip}`), undefined, 'released all the same');
+  });
+  assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.50.0.1`]);
+});
+
+test('a note whose index is not one is ignored with a warning: DEL goes the full way and releases the address', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.51.0.0/24' }]);
+  await withProxy(async (proxy) => {
+    await addThrough(proxy, s, 'first');
+    for (const [n, bad] of [' 0', ' -5', ' 12 13', ' 99999999999999999', ' x', ' '].entries()) {
+      const { ip } = await addThrough(proxy, s, `noted-${n}`);
+      writeFileSync(notePath(s, `noted-${n}`), `${ip}${bad}\n`);
+      const del = await delThrough(proxy, s, `noted-${n}`, [ip!]);
+      assert.match(del.run.stderr, new RegExp(`containers/noted-${n}/eth0: .* is not an address and the ModifyIndex of its key`), describeRun(del.run));
+      assert.equal(del.sent[0]!.startsWith('GET'), true, del.sent.join(', '));
+      assert.equal(await agent.kv.get(`ipam/${s.pool}/${ip}`), undefined, `${JSON.stringify(bad)}: released all the same`);
+    }
+  });
+  assert.deepEqual(await allocationKeys(agent.kv, s.pool), [`ipam/${s.pool}/10.51.0.1`]);
+});
+
+test('a first listed server that never answers costs a warm ADD and DEL its connect timeout once: the full way tries it last', T, async () => {
+  const s = scenario([agent.url]);
+  await putPool(agent.kv, s.pool, [{ subnet: '10.52.0.0/24' }]);
+  const dead = await startBlackhole();
+  try {
+    await withProxy(async (proxy) => {
+      await addThrough(proxy, s, 'first');
+      const ipam = { host_id: 'warm-host', connect_timeout_ms: 700 };
+      const add = await runPlugin({ command: 'ADD', containerId: 'second', config: s.config({ servers: [dead.url, proxy.url], ipam }) });
+      const ip = addressOf(assertSuccess(add).ips[0].address);
+      assert.ok(add.elapsedMs < 1400, `one connect timeout, not two: ${add.elapsedMs} ms\n${describeRun(add)}`);
+      assert.equal((await agent.kv.getJson<{ target: string }>(`ipam/${s.pool}/${ip}`))?.target, 'second');
+      const del = await runPlugin({ command: 'DEL', containerId: 'second', config: s.config({ servers: [dead.url, proxy.url], ipam, ips: [{ address: `${ip}/24` }] }) });
+      assertSuccess(del);
+      assert.ok(del.elapsedMs < 1400, `one connect timeout, not two: ${del.elapsedMs} ms\n${describeRun(del)}`);
+      assert.equal(await agent.kv.get(`ipam/${s.pool}/${ip}`), undefined);
+    });
+  } finally {
+    await dead.close();
+  }
 });
