@@ -26,6 +26,12 @@ function firstAddressKey(config: DelegateConfig): string | undefined {
   return first ? allocationKey(config.pool.name, first.ip) : undefined;
 }
 
+/** What every step of DEL is told about the container and this host. */
+function thisContainer(context: DelContext) {
+  const { env, log } = context.input;
+  return { containerId: env.containerId, ifname: env.ifname, dataDir: present(context.config, 'config').dataDir, log };
+}
+
 interface DelContext {
   readonly input: CommandInput;
   readonly config?: DelegateConfig;
@@ -88,15 +94,7 @@ export const delCommandMachine = setup({
         src: 'releaseNoted',
         input: ({ context }) => {
           const config = present(context.config, 'config');
-          return {
-            consul: config.consul,
-            pool: present(config.listedPools[0], 'listed pool'),
-            prevIps: config.prevIps,
-            containerId: context.input.env.containerId,
-            ifname: context.input.env.ifname,
-            dataDir: config.dataDir,
-            log: context.input.log,
-          };
+          return { consul: config.consul, pool: present(config.listedPools[0], 'listed pool'), prevIps: config.prevIps, ...thisContainer(context) };
         },
         onDone: [
           { guard: { type: 'releasedNoted', params: ({ event }) => ({ released: event.output }) }, target: 'succeeded' },
@@ -126,15 +124,7 @@ export const delCommandMachine = setup({
         src: 'findAllocations',
         input: ({ context }) => {
           const config = present(context.config, 'config');
-          return {
-            kv: present(context.kv, 'server'),
-            pools: config.listedPools,
-            prevIps: config.prevIps,
-            containerId: context.input.env.containerId,
-            ifname: context.input.env.ifname,
-            dataDir: config.dataDir,
-            log: context.input.log,
-          };
+          return { kv: present(context.kv, 'server'), pools: config.listedPools, prevIps: config.prevIps, ...thisContainer(context) };
         },
         onDone: [
           { guard: { type: 'nothingFound', params: ({ event }) => ({ found: event.output }) }, target: 'succeeded' },
@@ -148,18 +138,7 @@ export const delCommandMachine = setup({
       invoke: {
         id: 'releaseAllocations',
         src: 'releaseAllocations',
-        input: ({ context }) => {
-          const config = present(context.config, 'config');
-          return {
-            kv: present(context.kv, 'server'),
-            pools: config.listedPools,
-            found: context.found,
-            containerId: context.input.env.containerId,
-            ifname: context.input.env.ifname,
-            dataDir: config.dataDir,
-            log: context.input.log,
-          };
-        },
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), pools: present(context.config, 'config').listedPools, found: context.found, ...thisContainer(context) }),
         onDone: { target: 'succeeded' },
         onError: { target: 'consulFailed', actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) } },
       },
