@@ -35,9 +35,13 @@ test('the "about" run writes no cache; the first ADD does; later runs read it an
   const files = caches(dir).sort();
   assert.equal(files.length, 2, files.join(' '));
   files.forEach((file, i) => assert.match(file, new RegExp(`^ipam-da-consul-${['ADD', 'DEL'][i]}-[0-9a-f]{16}-v\\d+\\.\\d+\\.\\d+-\\w+\\.v8cache$`)));
-  const written = files.map((file) => readFileSync(path.join(dir, file)));
-  for (const cache of written) assert.ok(cache.length > 10_000, `cache of ${cache.length} bytes`);
+  const first = files.map((file) => readFileSync(path.join(dir, file)));
+  for (const cache of first) assert.ok(cache.length > 10_000 && cache[0] === 1, `cache of ${cache.length} bytes, by a first run`);
+  // The second run of each command compiles afresh and writes the cache for good; later runs only read it.
   await addAndDel(dir, 'cache-2');
+  const written = files.map((file) => readFileSync(path.join(dir, file)));
+  for (const cache of written) assert.ok(cache.length > 10_000 && cache[0] === 2, `cache of ${cache.length} bytes, by a second run`);
+  await addAndDel(dir, 'cache-2b');
   files.forEach((file, i) => assert.deepEqual(readFileSync(path.join(dir, file)), written[i], `${file}: an accepted cache is not rewritten`));
   // An earlier build's caches go when this one writes its own; this build's, other commands' included, stay.
   writeFileSync(path.join(dir, 'ipam-da-consul-ADD-0123456789abcdef-v20.0.0-x64.v8cache'), 'an old build');
@@ -50,7 +54,8 @@ test('a corrupt cache is rejected by V8, the command still succeeds, and the cac
   const dir = tempDir('code-cache-');
   await addAndDel(dir, 'cache-4');
   const [file] = caches(dir).sort();
-  writeFileSync(path.join(dir, file!), Buffer.from('not a code cache at all'));
+  // The loader's header (written by a second run) before data that is not V8's: V8 itself refuses it.
+  writeFileSync(path.join(dir, file!), Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('not a code cache at all')]));
   await addAndDel(dir, 'cache-5');
   assert.ok(readFileSync(path.join(dir, file!)).length > 10_000, 'rewritten after the rejection');
 });

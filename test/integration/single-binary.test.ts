@@ -190,8 +190,14 @@ describe('the x64 single executable', () => {
       // And one per command: the DEL wrote its own beside ADD's.
       const all = caches();
       assert.equal(all.length, 6, all.join(', '));
+      // Each written once more, afresh, by its command's second run; then only read.
+      const second = await runCni(path.join(dir, 'ipam-delegated'), { command: 'ADD', config, env: { ...env, CNI_CONTAINERID: 'cache-2' } });
+      assert.equal(second.code, 0, second.stdout + second.stderr);
+      const secondDel = await runCni(path.join(dir, 'ipam-delegated'), { command: 'DEL', config: { ...config, prevResult: second.json }, env: { ...env, CNI_CONTAINERID: 'cache-2' } });
+      assert.equal(secondDel.code, 0, secondDel.stdout + secondDel.stderr);
       const written = all.map((f) => readFileSync(path.join(cacheDir, f)));
-      const again = await runCni(path.join(dir, 'ipam-delegated'), { command: 'ADD', config, env: { ...env, CNI_CONTAINERID: 'cache-2' } });
+      written.forEach((cache, i) => assert.equal(cache[0], 2, `${all[i]}: written by a second run`));
+      const again = await runCni(path.join(dir, 'ipam-delegated'), { command: 'ADD', config, env: { ...env, CNI_CONTAINERID: 'cache-3' } });
       assert.equal(again.code, 0, again.stdout + again.stderr);
       all.forEach((f, i) => assert.ok(readFileSync(path.join(cacheDir, f)).equals(written[i]!), `${f}: accepted, so not rewritten`));
     } finally {
