@@ -3,7 +3,7 @@ import { CniError, ErrorCode } from '../cni/errors';
 import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
 import { markClaiming } from './host-store';
-import { candidatesFrom, poolSpan, positionOf, rangePositions, type AddressRange, type Candidate } from './ip-math';
+import { candidatesFrom, poolSpan, positionOf, rangePositions, take, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -163,17 +163,6 @@ function probeBatch(ranges: readonly AddressRange[], from: bigint, probes: reado
     }
   }
   return batch;
-}
-
-/** Takes up to n candidates not in `skip` from a lazy sequence. */
-function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<string>): Candidate[] {
-  const out: Candidate[] = [];
-  while (out.length < n) {
-    const next = candidates.next();
-    if (next.done) break;
-    if (!skip.has(next.value.ip)) out.push(next.value);
-  }
-  return out;
 }
 
 /**

@@ -234,6 +234,17 @@ export function candidatesFrom(ranges: readonly AddressRange[], position: bigint
   return candidatesAfter(ranges, addressAt(ranges, position - 1n));
 }
 
+/** Takes up to n candidates not in `skip` from a lazy sequence (candidatesFrom's). */
+export function take(candidates: Iterator<Candidate>, n: number, skip: ReadonlySet<string> = new Set()): Candidate[] {
+  const out: Candidate[] = [];
+  while (out.length < n) {
+    const next = candidates.next();
+    if (next.done) break;
+    if (!skip.has(next.value.ip)) out.push(next.value);
+  }
+  return out;
+}
+
 /** The address's family as CNI 0.4.0 results spell it. */
 export function familyOf(ip: string): '4' | '6' {
   return ip.includes(':') ? '6' : '4';

@@ -3,7 +3,7 @@ import type { Assigned } from '../cni/result';
 import { allocationFor } from './claim-ip';
 import { connectConsul, gotOptions, type ConsulKv, type ConsulOptions, type TxnOp } from './consul-client';
 import { forgetHeld, keepClaimed, markClaiming, recall, recallPool, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
-import { candidatesFrom, positionOf, type Candidate } from './ip-math';
+import { candidatesFrom, positionOf, take, type Candidate } from './ip-math';
 import { allocationKey, oldAllocationKey, poolKey, readPoolDefinition } from './kv-layout';
 import type { Log } from './logger';
 
@@ -135,14 +135,3 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   log.debug(`claimed ${key} in one request (${memory.freeAfter - index - 1} more known free after it)`);
   return { kind: 'took', pool, assigned: candidate };
 });
-
-/** The first n candidates of a lazy sequence. */
-function take(candidates: Iterator<Candidate>, n: number): Candidate[] {
-  const out: Candidate[] = [];
-  while (out.length < n) {
-    const next = candidates.next();
-    if (next.done) break;
-    out.push(next.value);
-  }
-  return out;
-}
