@@ -23,7 +23,7 @@ import { pickServerLogic, withSuspectLast } from '../services/pick-server';
 import { recallHostLogic, type Recalled } from '../services/recall-host';
 import { releaseTakenLogic, type Taken } from '../services/release-taken';
 import { takeNextLogic, type TakeNext } from '../services/take-next';
-import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
+import { finalOutput, present, thisContainer, type CommandInput, type CommandOutput } from './command';
 
 interface AddContext {
   readonly input: CommandInput;
@@ -160,16 +160,7 @@ export const addCommandMachine = setup({
         src: 'takeNext',
         input: ({ context }) => {
           const config = present(context.config, 'config');
-          return {
-            consul: config.consul,
-            pool: config.pool.name,
-            containerId: context.input.env.containerId,
-            ifname: context.input.env.ifname,
-            hostId: config.hostId,
-            ...(config.network === undefined ? {} : { network: config.network }),
-            dataDir: config.dataDir,
-            log: context.input.log,
-          };
+          return { consul: config.consul, pool: config.pool.name, ...claimant(context) };
         },
         onDone: [
           {
@@ -260,17 +251,7 @@ export const addCommandMachine = setup({
       invoke: {
         id: 'recallHost',
         src: 'recallHost',
-        input: ({ context }) => {
-          const config = present(context.config, 'config');
-          return {
-            kv: present(context.kv, 'server'),
-            pool: present(context.pool, 'pool'),
-            dataDir: config.dataDir,
-            containerId: context.input.env.containerId,
-            ifname: context.input.env.ifname,
-            log: context.input.log,
-          };
-        },
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), pool: present(context.pool, 'pool'), ...thisContainer(context) }),
         onDone: [
           {
             guard: { type: 'alreadyHeld', params: ({ event }) => ({ recalled: event.output }) },
@@ -365,14 +346,7 @@ export const addCommandMachine = setup({
       invoke: {
         id: 'releaseTaken',
         src: 'releaseTaken',
-        input: ({ context }) => ({
-          kv: present(context.kv, 'server'),
-          taken: context.taken,
-          containerId: context.input.env.containerId,
-          ifname: context.input.env.ifname,
-          dataDir: present(context.config, 'config').dataDir,
-          log: context.input.log,
-        }),
+        input: ({ context }) => ({ kv: present(context.kv, 'server'), taken: context.taken, ...thisContainer(context) }),
         // The runtime must see the failure that ended the ADD, not the rollback's: a failed release is logged.
         onDone: afterTaking.map((failure) => ({ guard: { type: 'failedAs' as const, params: { failure } }, target: failure })),
         onError: afterTaking.map((failure) => ({
@@ -395,20 +369,20 @@ export const addCommandMachine = setup({
     finalOutput(context, () => ipamResult(present(context.config, 'config').cniVersion, context.assigned, present(context.config, 'config'))),
 });
 
+/** That, and what an allocation written for the container records: the steps that claim an address. */
+function claimant(context: AddContext) {
+  const { hostId, network } = present(context.config, 'config');
+  return { ...thisContainer(context), hostId, ...(network === undefined ? {} : { network }) };
+}
+
 function claimInput(context: AddContext, mode: 'next' | 'requested') {
-  const config = present(context.config, 'config');
   return {
     kv: present(context.kv, 'server'),
     pool: present(context.pool, 'pool'),
     candidate: present(context.candidate, 'candidate'),
     mode,
-    containerId: context.input.env.containerId,
-    ifname: context.input.env.ifname,
-    hostId: config.hostId,
-    ...(config.network === undefined ? {} : { network: config.network }),
-    dataDir: config.dataDir,
+    ...claimant(context),
     ...(mode === 'next' && context.freeAfter ? { freeAfter: context.freeAfter } : {}),
-    log: context.input.log,
   };
 }
 

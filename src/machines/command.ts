@@ -37,3 +37,9 @@ export function finalOutput(
   const ok = result();
   return ok ? { type: 'ok', result: ok } : { type: 'ok' };
 }
+
+/** What the steps of a command are told about the container and this host (ipam.data_dir), once the config is read. */
+export function thisContainer(context: { readonly input: CommandInput; readonly config?: { readonly dataDir: string } }) {
+  const { env, log } = context.input;
+  return { containerId: env.containerId, ifname: env.ifname, dataDir: present(context.config, 'config').dataDir, log };
+}

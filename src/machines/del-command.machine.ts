@@ -14,7 +14,7 @@ import { parseConfigLogic } from '../services/parse-config';
 import { pickServerLogic, withSuspectLast } from '../services/pick-server';
 import { releaseAllocationsLogic } from '../services/release-allocations';
 import { releaseNotedLogic, type ReleaseNoted } from '../services/release-noted';
-import { finalOutput, present, type CommandInput, type CommandOutput } from './command';
+import { finalOutput, present, thisContainer, type CommandInput, type CommandOutput } from './command';
 
 /**
  * The key DEL reads first when the runtime named an address: read stale to pick the server, its answer kept only
@@ -24,12 +24,6 @@ import { finalOutput, present, type CommandInput, type CommandOutput } from './c
 function firstAddressKey(config: DelegateConfig): string | undefined {
   const [first] = config.prevIps;
   return first ? allocationKey(config.pool.name, first.ip) : undefined;
-}
-
-/** What every step of DEL is told about the container and this host. */
-function thisContainer(context: DelContext) {
-  const { env, log } = context.input;
-  return { containerId: env.containerId, ifname: env.ifname, dataDir: present(context.config, 'config').dataDir, log };
 }
 
 interface DelContext {
