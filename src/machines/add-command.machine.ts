@@ -36,6 +36,8 @@ interface AddContext {
   /** plans[index].pool. */
   readonly pool?: LoadedPool;
   readonly lastReserved?: string;
+  /** How many addresses after lastReserved the host's hint records as free (recallHost). */
+  readonly knownFree?: number;
   /** The address being claimed now. */
   readonly candidate?: Candidate;
   /** How many addresses right after it chooseIp found free (kept with the host's hint). */
@@ -81,7 +83,7 @@ export const addCommandMachine = setup({
     recordFailure: assign({ failure: (_, params: { failure: Failure }) => params.failure }),
     startPool: assign(({ context }) => ({ pool: present(context.plans[context.index], 'pool plan').pool })),
     /** The next pool starts afresh: its own hint, its own losses. */
-    nextPool: assign(({ context }) => ({ index: context.index + 1, candidate: undefined, freeAfter: undefined, lastReserved: undefined, avoid: [], lost: 0 })),
+    nextPool: assign(({ context }) => ({ index: context.index + 1, candidate: undefined, freeAfter: undefined, lastReserved: undefined, knownFree: undefined, avoid: [], lost: 0 })),
     recordTaken: assign(({ context }) => {
       const candidate = present(context.candidate, 'candidate');
       return { assigned: [...context.assigned, candidate], taken: [...context.taken, { pool: present(context.pool, 'pool').name, ip: candidate.ip }] };
@@ -258,7 +260,7 @@ export const addCommandMachine = setup({
             target: 'poolDone',
             actions: { type: 'recordHeld', params: ({ event }) => ({ held: present(event.output.held, 'held address') }) },
           },
-          { target: 'choosingIp', actions: assign({ lastReserved: ({ event }) => event.output.lastReserved }) },
+          { target: 'choosingIp', actions: assign({ lastReserved: ({ event }) => event.output.lastReserved, knownFree: ({ event }) => event.output.knownFree }) },
         ],
         onError: [
           {
@@ -279,6 +281,7 @@ export const addCommandMachine = setup({
           kv: present(context.kv, 'server'),
           pool: present(context.pool, 'pool'),
           ...(context.lastReserved ? { after: context.lastReserved } : {}),
+          ...(context.knownFree ? { knownFree: context.knownFree } : {}),
           avoid: context.avoid,
           lost: context.lost,
           log: context.input.log,

@@ -2,8 +2,8 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
-import { markClaiming } from './host-store';
-import { candidatesFrom, poolSpan, positionOf, rangePositions, take, type AddressRange, type Candidate } from './ip-math';
+import { markClaiming, neighbourMarks, rememberLastReserved, rememberPool, unmarkClaiming } from './host-store';
+import { addressAt, candidatesFrom, poolSpan, positionOf, rangePositions, take, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
 import type { Log } from './logger';
@@ -14,6 +14,11 @@ export interface ChooseIpInput {
   readonly pool: LoadedPool;
   /** The round-robin hint: the search starts after it. */
   readonly after?: string;
+  /**
+   * How many addresses right after `after` the hint records as free: read by this host's last window, or by a
+   * neighbour's moments ago (publishRun). On a first try they are claimed from without a read; cas=0 still decides.
+   */
+  readonly knownFree?: number;
   /** Addresses lost to another writer during this invocation. */
   readonly avoid: readonly string[];
   /** How many writes this invocation has lost: widens the random spread among free candidates. */
@@ -42,6 +47,12 @@ export const maxTxnOps = 64;
 export const windowSize = 32;
 
 /**
+ * Windows read one after another along the walk while running neighbours on this host hold every free address
+ * of the last: a storm of this many times 32 ADDs at once on one host finds its addresses in order.
+ */
+const neighbourWindows = 8;
+
+/**
  * Runs in ADD when no static IP was requested: finds a free address, round robin from the host's hint, or
  * from the host's home in the pool when it has none (a new host, a lost data_dir).
  *
@@ -51,7 +62,10 @@ export const windowSize = 32;
  * further out (probe-plan.ts) find the end of the run of allocations, or a free stretch elsewhere; only when
  * those are all taken too does it list the pool once and pick from that.
  */
-export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }) => {
+export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(({ input }) => chooseAddress(input));
+
+/** chooseIp's work, also run by take-next.ts on the host's copy of the pool key. A `free` candidate is marked on this host. */
+export async function chooseAddress(input: ChooseIpInput): Promise<Choice> {
   // Keys in another spelling the search meets hold their addresses; they are named in one warning at its end.
   const otherSpellings = new Set<string>();
   try {
@@ -59,7 +73,7 @@ export const chooseIpLogic = fromPromise<Choice, ChooseIpInput>(async ({ input }
   } finally {
     if (otherSpellings.size > 0) warnOtherSpellings(input.log, input.pool.name, [...otherSpellings].sort());
   }
-});
+}
 
 /** chooseIp's search; `otherSpellings` collects the keys in another spelling it finds holding addresses. */
 async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promise<Choice> {
@@ -67,53 +81,107 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   const avoid = new Set(input.avoid);
   /**
    * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming,
-   * or may have taken since they were read (markClaiming). When running neighbours hold every one, their claims
-   * are decided within milliseconds (and may fail): ask again a few times before moving on, rather than take the
-   * pool for full.
+   * or may have taken since they were read (markClaiming). `rounds` above 1 is for when nothing else of the pool is left to look at: running
+   * neighbours' claims are decided within milliseconds (and may fail), so ask again a few times rather than
+   * take the pool for full. `held` counts the candidates running neighbours held in the last round.
    */
-  const pick = async (free: readonly Candidate[], readAt: number): Promise<Candidate | undefined> => {
+  const pick = async (free: readonly Candidate[], readAt: number, rounds: number): Promise<{ candidate?: Candidate; held: number }> => {
     const takenSince = new Set<string>(); // taken by a neighbour since the read: not asked about again
     let held = 0;
     let round = 0;
-    for (; round < 4 && free.length > takenSince.size; round++) {
+    for (; round < rounds && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
+      held = 0;
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
         if (takenSince.has(candidate.ip)) continue;
         const mark = await markClaiming(dataDir, pool.name, candidate.ip, readAt);
         if (mark === 'marked') {
           if (held + takenSince.size > 0) log.debug(`marked ${candidate.ip} in round ${round + 1}; passed over ${held} held by running neighbours, ${takenSince.size} taken since the read`);
-          return candidate;
+          return { candidate, held };
         }
         if (mark === 'taken') takenSince.add(candidate.ip);
         else held++;
       }
     }
     if (free.length > 0) log.debug(`none of ${free.length} free marked in ${round} rounds: ${held} held by running neighbours, ${takenSince.size} taken since the read`);
-    return undefined;
+    return { held };
   };
+  /**
+   * The window's first address, marked by this process before the read, when no marker is on it. Read at 0: any
+   * other marker (a won claim's, or one to judge as stale against the read) leaves it to `pick` after the read.
+   */
+  const reserve = async (window: readonly Candidate[]): Promise<Candidate | undefined> =>
+    window.length > 0 && (await markClaiming(dataDir, pool.name, window[0]!.ip, 0)) === 'marked' ? window[0] : undefined;
   const span = poolSpan(pool.ranges);
   let jump = BigInt(jumpAhead(lost, random, windowSize));
   if (jump >= span) jump = 0n; // a pool smaller than the jump: start over from the hint
   const from = startPosition(pool.ranges, after, hostId) + jump;
-  const walk = candidatesFrom(pool.ranges, from);
-  const first = take(walk, windowSize, avoid);
-  if (first.length === 0) return { kind: 'full' };
-  const firstReadAt = Date.now();
-  const free = await freeAmong(kv, pool.name, first, otherSpellings);
-  log.debug(`window from ${first[0]!.ip}: ${free.length} of ${first.length} free`);
-  const candidate = await pick(free, firstReadAt);
-  // A window that skipped addresses lost earlier has gaps: the run after the candidate is not what the walk meets.
-  if (candidate) return { kind: 'free', candidate, freeAfter: avoid.size === 0 ? freeRunAfter(first, free, candidate) : 0 };
-  // The window ran to the end of the cycle: every address of the pool was checked.
-  if (first.length < windowSize) return { kind: 'full' };
-  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: windowSize })) {
+  if (input.knownFree !== undefined && input.knownFree > 0 && lost === 0 && avoid.size === 0 && after !== undefined) {
+    // Read at 0: a marker left by a gone process means taken (a won claim keeps its marker), never stale.
+    const run = take(candidatesFrom(pool.ranges, from), input.knownFree);
+    const { candidate } = await pick(run, 0, 1);
+    if (candidate) {
+      log.debug(`${candidate.ip} is in the run the host's hint records free: claimed without a read`);
+      return { kind: 'free', candidate, freeAfter: run.length - run.indexOf(candidate) - 1 };
+    }
+  }
+  const candidates = candidatesFrom(pool.ranges, from);
+  // Windows look past addresses running neighbours of this host have marked: in a storm on this host, they are
+  // claiming the first addresses of the same walk at this very moment.
+  let neighbourHolds: (ip: string) => boolean = () => false;
+  let walked = 0; // positions of the walk passed, skipped ones included
+  const walk: Iterator<Candidate> = {
+    next: () => {
+      for (;;) {
+        const next = candidates.next();
+        if (next.done === true) return next;
+        walked++;
+        if (!neighbourHolds(next.value.ip)) return next;
+      }
+    },
+  };
+  for (let windows = 0; windows < neighbourWindows; windows++) {
+    neighbourHolds = neighbourMarks(dataDir, pool.name);
+    const before = walked;
+    const window = take(walk, windowSize, avoid);
+    const gaps = walked - before > window.length;
+    // Nothing left to walk: a pool with no address but those lost earlier is full; marked ones are judged below.
+    if (window.length === 0) {
+      if (windows === 0 && !gaps) return { kind: 'full' };
+      break;
+    }
+    // A window shorter than the others ran to the end of the cycle: the rest of the pool was walked already.
+    const last = window.length < windowSize;
+    const readAt = Date.now();
+    // On a first try the window's first address is marked before the read: neighbours reading the same window at
+    // the same moment look past it, rather than lose it to this process after their read.
+    const reserved = lost === 0 ? await reserve(window) : undefined;
+    const free = await freeAmong(kv, pool.name, window, otherSpellings).catch(async (error: unknown) => {
+      if (reserved !== undefined) await unmarkClaiming(dataDir, pool.name, reserved.ip);
+      throw error;
+    });
+    log.debug(`window from ${window[0]!.ip}: ${free.length} of ${window.length} free`);
+    if (avoid.size === 0) await publishRun(input, window, free);
+    const reservedFree = reserved !== undefined && free.some(({ ip }) => ip === reserved.ip);
+    if (reserved !== undefined && !reservedFree) await unmarkClaiming(dataDir, pool.name, reserved.ip);
+    const { candidate, held } = reservedFree ? { candidate: reserved, held: 0 } : await pick(free, readAt, last ? 4 : 1);
+    // A window that skipped addresses (lost earlier, or marked) has gaps: the run after the candidate is not what the walk meets.
+    if (candidate) return { kind: 'free', candidate, freeAfter: avoid.size === 0 && !gaps ? freeRunAfter(window, free, candidate) : 0 };
+    // The first window was the whole pool: every address of it was checked (a marked one left out may be free:
+    // the listing below judges each marker).
+    if (last && windows === 0 && !gaps) return { kind: 'full' };
+    // Free addresses all held by running neighbours (a storm on this host): the next window along the walk holds
+    // the addresses they have not reached yet. Taken in Consul, the window is a run of allocations: probes.
+    if (last || held === 0) break;
+  }
+  for (const probes of probePlan(rangePositions(pool.ranges, from)!.span, { ...defaultProbePlan, firstWindow: walked })) {
     const batch = probeBatch(pool.ranges, from, probes, avoid);
     const readAt = Date.now();
     const free = await freeAmong(kv, pool.name, batch, otherSpellings);
     log.debug(`probes at ${probes.map((p) => `+${p.distance}`).join(' ')}: ${free.length} of ${batch.length} free`);
-    const candidate = await pick(free, readAt);
+    const { candidate } = await pick(free, readAt, 1);
     if (candidate) return { kind: 'free', candidate, freeAfter: 0 };
   }
   const listedAt = Date.now();
@@ -124,10 +192,36 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   // this host than a window holds) do not make the pool full.
   const rest = candidatesFrom(pool.ranges, from);
   for (let free = take(rest, windowSize, taken); free.length > 0; free = take(rest, windowSize, taken)) {
-    const candidate = await pick(free, listedAt);
+    const { candidate } = await pick(free, listedAt, 4);
     if (candidate) return { kind: 'free', candidate, freeAfter: 0 };
   }
   return { kind: 'full' };
+}
+
+/**
+ * Tells this host's other processes what a window read found: the hint is set to the address before the window,
+ * with how far along the walk its free addresses run (addresses left out as marked count in: their markers keep
+ * them), beside the copy of the pool key. An ADD of this host that looks from now on claims one of those without
+ * a read (take-next.ts, or the `knownFree` run here): each is marked first, and written only if still absent. In
+ * a storm on one host, which reads the same window many times over, that saves most of its reads. A claim then
+ * moves the hint past the address it wins, as before. Best effort: a write that fails only loses the shortcut.
+ */
+async function publishRun(input: ChooseIpInput, window: readonly Candidate[], free: readonly Candidate[]): Promise<void> {
+  const { pool, dataDir, log } = input;
+  const freeIps = new Set(free.map(({ ip }) => ip));
+  const taken = window.findIndex(({ ip }) => !freeIps.has(ip));
+  if (taken === 0 || window.length === 0 || pool.copy === undefined) return;
+  const span = poolSpan(pool.ranges);
+  const start = positionOf(pool.ranges, window[0]!.ip)!;
+  const end = taken < 0 ? positionOf(pool.ranges, window.at(-1)!.ip)! + 1n : positionOf(pool.ranges, window[taken]!.ip)!;
+  const run = Number((((end - start) % span) + span) % span);
+  if (run === 0) return;
+  try {
+    await rememberPool(dataDir, pool.name, pool.copy);
+    await rememberLastReserved(dataDir, pool.name, pool.identity, addressAt(pool.ranges, start - 1n)!, run);
+  } catch (error) {
+    log.debug(`cannot tell this host's other ADDs about the free addresses from ${window[0]!.ip}: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -18,6 +18,8 @@ export interface RecallHostInput {
 export interface Recalled {
   /** Where round robin resumes. */
   readonly lastReserved?: string;
+  /** How many addresses right after it the hint records as free: chooseIp tries those before reading a window. */
+  readonly knownFree?: number;
   /** An address Consul confirms this container and interface already hold: a repeated ADD returns it. */
   readonly held?: Assigned;
 }
@@ -31,7 +33,7 @@ export const recallHostLogic = fromPromise<Recalled, RecallHostInput>(async ({ i
   const { kv, pool, dataDir, containerId, ifname, log } = input;
   const memory = await recall(dataDir, pool, containerId, ifname, log);
   log.debug(`host memory for ${pool.name}: last reserved ${memory.lastReserved ?? 'none'}, held ${memory.held?.ip ?? 'none'}`);
-  const lastReserved = memory.lastReserved ? { lastReserved: memory.lastReserved } : {};
+  const lastReserved = memory.lastReserved ? { lastReserved: memory.lastReserved, ...(memory.freeAfter ? { knownFree: memory.freeAfter } : {}) } : {};
   if (memory.held === undefined) return lastReserved;
   // A container an earlier release gave the address may hold it under its old spelling: read only when the key is absent.
   const oldKey = oldAllocationKey(pool.name, memory.held.ip);

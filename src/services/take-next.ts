@@ -1,9 +1,9 @@
 import { fromPromise } from 'xstate';
 import type { Assigned } from '../cni/result';
 import { allocationFor } from './claim-ip';
+import { chooseAddress, type Choice } from './choose-ip';
 import { connectConsul, gotOptions, type ConsulKv, type ConsulOptions, type TxnOp } from './consul-client';
-import { forgetHeld, keepClaimed, markClaiming, recall, recallPool, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
-import { candidatesFrom, positionOf, take, type Candidate } from './ip-math';
+import { forgetHeld, keepClaimed, recall, recallPool, rememberHeld, rememberLastReserved, unmarkClaiming } from './host-store';
 import { allocationKey, oldAllocationKey, poolKey, readPoolDefinition } from './kv-layout';
 import type { Log } from './logger';
 
@@ -29,7 +29,7 @@ export type TakeNext =
 
 /**
  * Runs in ADD right after parsing, on a host that has served the pool before: claims the address after the
- * host's hint in a single Consul transaction, without reading the pool or a window of candidates first.
+ * host's hint in a single Consul transaction, without reading the pool key (nor, mostly, a window of candidates) first.
  *
  * What makes that safe is in the transaction: `check-index` on ipam/<pool> at the ModifyIndex of the copy this
  * host keeps (host-store's PoolCopy) and `cas` index 0 on the address's key (with `check-not-exists` on its old
@@ -38,13 +38,14 @@ export type TakeNext =
  * than the full way's, whose pool read may be stale. The transaction also reads the pool key back: a copy whose
  * text differs from it (the index matched, so it was altered on this host) has its claim taken back at once.
  *
- * What makes it cheap is the hint's `free`: how many addresses after the hint the last window read found free.
- * Only those are tried, so a host whose next addresses are taken does not pay a lost write per ADD: once the run
- * is used up, the next ADD reads a window again (three requests) and learns a new one. With homes (contention.ts)
- * hosts rarely meet, so on a warm host about 31 of 32 ADDs cost one request.
+ * What makes it cheap is the hint's `free`: how many addresses after the hint the last window read found free
+ * (this host's last, or a neighbour's moments ago: choose-ip's publishRun). Those are claimed from without a
+ * read. Once they are used up, or marked by running neighbours, chooseIp's search reads windows on the copy's
+ * ranges: two requests instead of the full way's three, since the pool key need not be read. With homes
+ * (contention.ts) hosts rarely meet, so on a warm host about 31 of 32 ADDs cost one request, the 32nd two.
  *
- * Anything unusual — no copy or hint, a copy that does not decode, this container already noted, every address
- * of the run marked by a neighbour, the pool changed, the address taken, any failure talking to Consul — declines,
+ * Anything unusual — no copy, a copy that does not decode, this container already noted, no free address in the
+ * copy's ranges, the pool changed, the address taken, any failure talking to Consul — declines,
  * and the full way decides, with its own errors. A failure that may have left the write applied keeps the note
  * and marker: the full way's recallHost then finds the address in Consul and returns it.
  */
@@ -65,22 +66,35 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   }
   const memory = await recall(dataDir, { name: pool, identity: copy.createIndex, ranges }, containerId, ifname, log);
   if (memory.held !== undefined) return declined(`the host notes ${memory.held.ip} for ${containerId}/${ifname}: Consul is asked whether it holds it`);
-  if (memory.lastReserved === undefined || memory.freeAfter === undefined) return declined('no address after the hint is known free');
-  // Each address of the run is tried for a marker in turn: in a storm on this host, neighbours hold the first
-  // ones (a marker costs a few microseconds; going the full way, three requests).
-  const run = take(candidatesFrom(ranges, positionOf(ranges, memory.lastReserved)! + 1n), memory.freeAfter);
-  let chosen: { candidate: Candidate; index: number } | undefined;
-  for (const [index, candidate] of run.entries()) {
-    // Read at 0: a marker left by a gone process means taken (a won claim keeps its marker), never stale.
-    if ((await markClaiming(dataDir, pool, candidate.ip, 0)) === 'marked') {
-      chosen = { candidate, index };
-      break;
-    }
+  // chooseIp's search on the copy's ranges: the run the hint records free is tried first, without a read (in a
+  // storm on this host, running neighbours mark its first addresses); once it is used up, windows are read as on
+  // the full way, minus its read of the pool key. Its reads are not resent: a failing server is left to the full
+  // way, which tries the others.
+  let kv: ConsulKv;
+  let choice: Choice;
+  try {
+    kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log);
+    const once: ConsulKv = Object.create(kv, { txn: { value: (ops: readonly TxnOp[]) => kv.txn(ops, { retry: false }) } });
+    const poolFromCopy = { name: pool, ranges, identity: copy.createIndex, copy };
+    choice = await chooseAddress({
+      kv: once,
+      pool: poolFromCopy,
+      ...(memory.lastReserved === undefined ? {} : { after: memory.lastReserved }),
+      ...(memory.freeAfter === undefined ? {} : { knownFree: memory.freeAfter }),
+      avoid: [],
+      lost: 0,
+      log,
+      dataDir,
+      hostId: input.hostId,
+    });
+  } catch (error) {
+    const details = 'details' in (error as object) ? ` (${(error as { details: string }).details})` : '';
+    return declined(`the search on this host's copy of the pool key failed: ${(error as Error).message}${details}`, undefined, input.consul.servers[0]);
   }
-  if (chosen === undefined) return declined(`running neighbours are claiming the next ${run.length} free addresses`);
-  const { candidate, index } = chosen;
+  if (choice.kind === 'full') return declined(`no free address in the ranges of this host's copy of ${poolKey(pool)}`);
+  const { candidate } = choice;
+  const freeAfter = choice.freeAfter ?? 0;
   const key = allocationKey(pool, candidate.ip);
-  let kv: ConsulKv | undefined;
   let outcome;
   try {
     const value = JSON.stringify(allocationFor(input, key));
@@ -94,7 +108,6 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
       { verb: 'cas', key, index: 0, value },
       ...(oldKey === undefined ? [] : [{ verb: 'check-not-exists' as const, key: oldKey }]),
     ];
-    kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log);
     outcome = await kv.txn(ops, { retry: false });
   } catch (error) {
     // The write may have been applied: the note and the marker stay, and the full way asks Consul.
@@ -116,7 +129,7 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   const current = outcome.entries.filter((entry) => entry.key === poolKey(pool)).at(-1);
   if (current?.value !== copy.value) {
     const written = outcome.entries.find((entry) => entry.key === key);
-    const released = written !== undefined && (await kv!.deleteCas(key, written.modifyIndex).catch(() => false));
+    const released = written !== undefined && (await kv.deleteCas(key, written.modifyIndex).catch(() => false));
     await (released ? unmarkClaiming : keepClaimed)(dataDir, pool, candidate.ip).catch(() => undefined);
     if (released) await forgetHeld(dataDir, pool, containerId, ifname).catch(() => undefined);
     log.warn(
@@ -129,9 +142,9 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   // The key's ModifyIndex goes into the container's note: DEL releases it in one request (release-noted.ts).
   const written = outcome.entries.find((entry) => entry.key === key);
   if (written !== undefined) await rememberHeld(dataDir, pool, containerId, ifname, candidate.ip, written.modifyIndex).catch(() => undefined);
-  await rememberLastReserved(dataDir, pool, copy.createIndex, candidate.ip, memory.freeAfter - index - 1).catch((error: Error) =>
+  await rememberLastReserved(dataDir, pool, copy.createIndex, candidate.ip, freeAfter).catch((error: Error) =>
     log.warn(`cannot save the round-robin hint under ${dataDir}: ${error.message}`),
   );
-  log.debug(`claimed ${key} in one request (${memory.freeAfter - index - 1} more known free after it)`);
+  log.debug(`claimed ${key} from this host's copy of the pool key (${freeAfter} more known free after it)`);
   return { kind: 'took', pool, assigned: candidate };
 });

@@ -60,3 +60,58 @@ test('free addresses all being claimed by live neighbours on this host are waite
   const choice = await toPromise(createActor(chooseIpLogic, { input }).start());
   assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.60.0.40');
 });
+
+/** A pool of 10.61.0.1 to .100 (too small for homes: every host starts at .1), read through a client that counts its requests. */
+async function storming(pool: string) {
+  const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
+  const ranges = [normalizeRange({ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' })];
+  const entry = await agent.kv.get(`ipam/${pool}`);
+  const copy = { createIndex: entry!.createIndex, modifyIndex: entry!.modifyIndex, value: entry!.value! };
+  const dataDir = tempDir();
+  const input = { kv, pool: { name: pool, ranges, identity: copy.createIndex, copy }, avoid: [], lost: 0, log: silentLog, dataDir, hostId: 'host-a' };
+  return { kv, dataDir, input, choose: (more: object = {}) => toPromise(createActor(chooseIpLogic, { input: { ...input, ...more } }).start()) };
+}
+
+test('a storm on one host: the window looks past what running neighbours mark, and its first address is marked before the read', async () => {
+  const { mkdirSync, writeFileSync, readdirSync } = await import('node:fs');
+  const path = await import('node:path');
+  await agent.kv.put('ipam/neighbours', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
+  const s = await storming('neighbours');
+  // 32 running neighbours (our parent stands in) are claiming .1 to .32, read moments ago and not yet written:
+  // a window of its own. Read, it would show all 32 free, and be of no use.
+  const marks = path.join(s.dataDir, 'neighbours', 'claiming');
+  mkdirSync(marks, { recursive: true });
+  const held = Array.from({ length: 32 }, (_, i) => `10.61.0.${i + 1}`);
+  for (const ip of held) writeFileSync(path.join(marks, ip), markerFor(process.ppid)!);
+  const markedAtRead: string[][] = [];
+  const kv = Object.create(s.kv, { txn: { value: (ops: Parameters<typeof s.kv.txn>[0]) => (markedAtRead.push(readdirSync(marks)), s.kv.txn(ops)) } });
+  const before = s.kv.requests;
+  const choice = await s.choose({ kv });
+  assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.61.0.33');
+  assert.equal(s.kv.requests - before, 1, 'one window read, from .33');
+  assert.deepEqual(markedAtRead.map((names) => names.filter((name) => !held.includes(name))), [['10.61.0.33']], '.33 was marked when the read was sent');
+  assert.equal(readdirSync(marks).length, 33, 'ours is marked; nothing else');
+});
+
+test("a window read tells this host's other ADDs what it found free: the next claims without a read", async () => {
+  const { readFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  await agent.kv.put('ipam/told', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
+  await agent.kv.put('ipam/told/10.61.0.20', { target: 'elsewhere' });
+  const s = await storming('told');
+  const first = await s.choose();
+  assert.equal(first.kind === 'free' && first.candidate.ip, '10.61.0.1');
+  // Before this first one has claimed anything, the hint says: from .1, 19 addresses free (.20 is taken).
+  const hint = JSON.parse(readFileSync(path.join(s.dataDir, 'told', 'last_reserved_ip'), 'utf8'));
+  assert.deepEqual({ ip: hint.ip, free: hint.free }, { ip: '10.61.0.100', free: 19 }, 'the address before the window (the walk wraps), and the run');
+  assert.equal(JSON.parse(readFileSync(path.join(s.dataDir, 'told', 'pool'), 'utf8')).modifyIndex, s.input.pool.copy.modifyIndex, 'the copy beside it');
+  // A neighbour starting now, with that hint: .1 is marked by the first (a running process: our parent stands
+  // in for it, as this one would find its own marker its own), so .2, and no request at all.
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(path.join(s.dataDir, 'told', 'claiming', '10.61.0.1'), markerFor(process.ppid)!);
+  const before = s.kv.requests;
+  const second = await s.choose({ after: hint.ip, knownFree: hint.free });
+  assert.equal(second.kind === 'free' && second.candidate.ip, '10.61.0.2');
+  assert.equal(second.kind === 'free' && second.freeAfter, 17, '.3 to .19 still known free');
+  assert.equal(s.kv.requests - before, 0);
+});
