@@ -31,6 +31,8 @@ if (!loader.includes(`const bundleCommentStart = '${bundleCommentStart.replace('
 function executable(cacheName, bundle, codeCache) {
   if (!codeCache) return bundle;
   const body = bundle.replace(/^#!.*\n/, '');
+  // The loader reads the bundle back as Latin-1 (trailingBundle): esbuild writes ASCII unless told otherwise.
+  if (/[^\x00-\x7f]/.test(loader + body)) throw new Error(`${cacheName}: the executable must be ASCII only (trailingBundle reads it as Latin-1)`);
   const buildId = createHash('sha256').update(body).digest('hex').slice(0, 16);
   let marker = '@/';
   while (body.includes(marker)) marker = `@${marker}`;
