@@ -73,7 +73,7 @@ test('one host races itself no more: 30 ADDs at once on one host with cas_retrie
   assert.deepEqual(readdirSync(path.join(s.dataDir, s.pool, 'claiming')).sort(), [...addresses].sort(), 'a marker per address won, and no temporary file');
 });
 
-test('a storm on one host costs no read per address a neighbour took: 40 ADDs at once, then 40 DELs leave no marker', T, async (t) => {
+test('a storm on one host costs no read per address a neighbour took, and each window is read about once: 40 ADDs at once, then 40 DELs leave no marker', T, async (t) => {
   const s = scenario([agent.url]);
   await putPool(agent.kv, s.pool, [{ subnet: '10.39.0.0/24' }]);
   const proxy = await startConsulProxy(agent.url, () => 'forward');
@@ -90,7 +90,10 @@ test('a storm on one host costs no read per address a neighbour took: 40 ADDs at
     // A write the client had to resend is read back (claimIp): that, on a loaded machine, and never one read per
     // candidate (main before won markers were kept: 157 for these 40 ADDs).
     assert.ok(addressReads <= runs.length / 4, `single-address reads: ${JSON.stringify(figures)}`);
-    assert.ok(kv.length <= 6 * runs.length, `requests per ADD: ${JSON.stringify(figures)}`);
+    // Each window is read about once (a window passes neighbours' marks; what one read finds is told to the
+    // host): 2.5-2.7 requests per ADD here, against 3.75 when every process read its own windows, and 3 for an
+    // ADD alone on a fresh host. The bound leaves room for a slower machine, where more of them overlap.
+    assert.ok(kv.length <= 3.25 * runs.length, `requests per ADD: ${JSON.stringify(figures)}`);
     const dels = await Promise.all(containers.map((id) => del(s, id, more)));
     for (const run of dels) assertSuccess(run);
   } finally {
