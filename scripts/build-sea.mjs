@@ -20,6 +20,7 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import Module from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +60,7 @@ function mainScript(source, codeCache) {
   const loader = readFileSync(path.join(root, 'scripts/code-cache-loader.cjs'), 'utf8');
   const buildId = createHash('sha256').update(source).digest('hex').slice(0, 16);
   const cacheName = `(() => { const n = require('node:path').basename(process.argv0); return ${JSON.stringify(programNames)}.includes(n) ? 'sea-' + n : 'sea'; })()`;
-  return `${loader}\nrun(${cacheName}, ${JSON.stringify(buildId)}, ${JSON.stringify(source)});\n`;
+  return `${loader}\nrun(${cacheName}, ${JSON.stringify(buildId)}, ${JSON.stringify(Module.wrap(source))});\n`;
 }
 
 /**

@@ -5,6 +5,7 @@
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import Module from 'node:module';
 import { dirname } from 'node:path';
 import { startupBuildOptions } from './bundle-plugins.mjs';
 
@@ -34,10 +35,12 @@ function executable(cacheName, bundle, codeCache) {
   // The loader reads the bundle back as Latin-1 (trailingBundle): esbuild writes ASCII unless told otherwise.
   if (/[^\x00-\x7f]/.test(loader + body)) throw new Error(`${cacheName}: the executable must be ASCII only (trailingBundle reads it as Latin-1)`);
   const buildId = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  // Wrapped here as Node wraps a CommonJS module, so the loader compiles the text it reads back as it is.
+  const wrapped = Module.wrap(body);
   let marker = '@/';
-  while (body.includes(marker)) marker = `@${marker}`;
+  while (wrapped.includes(marker)) marker = `@${marker}`;
   const call = `run(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, trailingBundle(${JSON.stringify(marker)}));`;
-  return `#!/usr/bin/env node\n${loader}\n${call}\n${bundleCommentStart}${body.replaceAll('*/', marker)}*/\n`;
+  return `#!/usr/bin/env node\n${loader}\n${call}\n${bundleCommentStart}${wrapped.replaceAll('*/', marker)}*/\n`;
 }
 
 for (const { name, entry, flavours, codeCache } of executables) {

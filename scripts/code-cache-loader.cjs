@@ -13,7 +13,6 @@
 // V8 rejects a cache made by another Node or V8 flags; a rejected or unreadable cache is simply ignored.
 'use strict';
 const { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } = require('node:fs');
-const { wrap } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
 
@@ -53,6 +52,10 @@ function isRunning(pid) {
   }
 }
 
+/**
+ * Compiles and runs the bundle: `source` is it already wrapped as a CommonJS module (Module.wrap, by the build),
+ * so that the 360 KB text is made once at start-up, not copied again into a wrapper.
+ */
 function run(name, buildId, source) {
   const setting = process.env.IPAM_CODE_CACHE_DIR;
   const dir = setting === 'off' ? undefined : setting || '/var/cache/ipam-da-consul';
@@ -80,7 +83,7 @@ function run(name, buildId, source) {
     // No cache yet.
   }
   const second = exercising && writtenBy === 1;
-  const script = new Script(wrap(source), { filename: __filename, cachedData: second ? undefined : cachedData, importModuleDynamically: undefined });
+  const script = new Script(source, { filename: __filename, cachedData: second ? undefined : cachedData, importModuleDynamically: undefined });
   if (file && exercising && (cachedData === undefined || second || script.cachedDataRejected)) {
     process.once('exit', () => {
       try {
