@@ -81,9 +81,9 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   const avoid = new Set(input.avoid);
   /**
    * The spread pick among the free candidates, skipping those a neighbouring process of this host is claiming,
-   * or may have taken since they were read (markClaiming). `rounds` above 1 is for when nothing else of the pool is left to look at: running
-   * neighbours' claims are decided within milliseconds (and may fail), so ask again a few times rather than
-   * take the pool for full. `held` counts the candidates running neighbours held in the last round.
+   * or may have taken since they were read (markClaiming). `rounds` above 1 is for when nothing else of the pool
+   * is left to look at: running neighbours' claims are decided within milliseconds (and may fail), so ask again a
+   * few times rather than take the pool for full. `held` counts the candidates they held in the last round.
    */
   const pick = async (free: readonly Candidate[], readAt: number, rounds: number): Promise<{ candidate?: Candidate; held: number }> => {
     const takenSince = new Set<string>(); // taken by a neighbour since the read: not asked about again
@@ -118,9 +118,9 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   let jump = BigInt(jumpAhead(lost, random, windowSize));
   if (jump >= span) jump = 0n; // a pool smaller than the jump: start over from the hint
   const from = startPosition(pool.ranges, after, hostId) + jump;
-  if (input.knownFree !== undefined && input.knownFree > 0 && lost === 0 && avoid.size === 0 && after !== undefined) {
+  if ((input.knownFree ?? 0) > 0 && lost === 0 && avoid.size === 0 && after !== undefined) {
     // Read at 0: a marker left by a gone process means taken (a won claim keeps its marker), never stale.
-    const run = take(candidatesFrom(pool.ranges, from), input.knownFree);
+    const run = take(candidatesFrom(pool.ranges, from), input.knownFree!);
     const { candidate } = await pick(run, 0, 1);
     if (candidate) {
       log.debug(`${candidate.ip} is in the run the host's hint records free: claimed without a read`);

@@ -478,31 +478,28 @@ function judge(holder: NonNullable<ReturnType<typeof holderOf>>, mine: string, r
   return holder.mtimeMs >= readAt - timestampMarginMs ? 'taken' : 'stale';
 }
 
-/** The names in `pool`'s folder of markers, in one readdir (temporaries and takeover locks too); empty when unreadable. */
-function markerNames(dataDir: string, pool: string): Set<string> {
-  try {
-    const dir = hostDir(dataDir, claimDirs(pool), false);
-    return new Set(dir === undefined ? [] : fs.readdirSync(dir));
-  } catch {
-    return new Set();
-  }
-}
-
 /**
  * Whether an address carries the marker of a running process of this host, as far as one readdir and the marker's
  * PID tell (a PID reused since counts as running): chooseIp's windows look past those, which its neighbours are
  * claiming at this very moment. Only a shortcut: markClaiming judges a marker fully before any claim.
  */
 export function neighbourMarks(dataDir: string, pool: string): (ip: string) => boolean {
-  const names = markerNames(dataDir, pool);
-  if (names.size === 0) return () => false;
-  const dir = hostDir(dataDir, claimDirs(pool), false)!;
+  let dir: string | undefined;
+  let names: Set<string>;
+  try {
+    dir = hostDir(dataDir, claimDirs(pool), false);
+    names = new Set(dir === undefined ? [] : fs.readdirSync(dir));
+  } catch {
+    return () => false; // an unreadable folder: no shortcut
+  }
+  if (dir === undefined || names.size === 0) return () => false;
+  const marks = dir;
   const judged = new Map<string, boolean>();
   return (ip) => {
     if (!names.has(ip)) return false;
     let running = judged.get(ip);
     if (running === undefined) {
-      const read = readHostFile(join(dir, segment(ip)), 128);
+      const read = readHostFile(join(marks, segment(ip)), 128);
       const match = 'text' in read ? markerPattern.exec(read.text) : null;
       running = match !== null && isAlive(Number(match[1]));
       judged.set(ip, running);

@@ -33,19 +33,19 @@ export const recallHostLogic = fromPromise<Recalled, RecallHostInput>(async ({ i
   const { kv, pool, dataDir, containerId, ifname, log } = input;
   const memory = await recall(dataDir, pool, containerId, ifname, log);
   log.debug(`host memory for ${pool.name}: last reserved ${memory.lastReserved ?? 'none'}, held ${memory.held?.ip ?? 'none'}`);
-  const lastReserved = memory.lastReserved ? { lastReserved: memory.lastReserved, ...(memory.freeAfter ? { knownFree: memory.freeAfter } : {}) } : {};
-  if (memory.held === undefined) return lastReserved;
+  const hint = memory.lastReserved ? { lastReserved: memory.lastReserved, ...(memory.freeAfter ? { knownFree: memory.freeAfter } : {}) } : {};
+  if (memory.held === undefined) return hint;
   // A container an earlier release gave the address may hold it under its old spelling: read only when the key is absent.
   const oldKey = oldAllocationKey(pool.name, memory.held.ip);
   const entry = (await kv.get(allocationKey(pool.name, memory.held.ip))) ?? (oldKey === undefined ? undefined : await kv.get(oldKey));
-  if (!entry) return lastReserved;
+  if (!entry) return hint;
   try {
     const { allocation } = parseAllocation(pool.name, entry.key, entry.value);
-    return belongsTo(allocation, containerId, ifname) ? { ...lastReserved, held: memory.held } : lastReserved;
+    return belongsTo(allocation, containerId, ifname) ? { ...hint, held: memory.held } : hint;
   } catch (error) {
     // The note is only a hint: a broken key where it points is not this container's, and fails nothing here
     // (chooseIp never hands out an address that has a key).
     log.warn(`the host's note for ${containerId}/${ifname} names ${entry.key}, which is not a valid Allocation: ${(error as Error).message}`);
-    return lastReserved;
+    return hint;
   }
 });

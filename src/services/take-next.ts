@@ -88,8 +88,7 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
       hostId: input.hostId,
     });
   } catch (error) {
-    const details = 'details' in (error as object) ? ` (${(error as { details: string }).details})` : '';
-    return declined(`the search on this host's copy of the pool key failed: ${(error as Error).message}${details}`, undefined, input.consul.servers[0]);
+    return declined(`the search on this host's copy of the pool key failed: ${failure(error)}`, undefined, input.consul.servers[0]);
   }
   if (choice.kind === 'full') return declined(`no free address in the ranges of this host's copy of ${poolKey(pool)}`);
   const { candidate } = choice;
@@ -112,8 +111,7 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   } catch (error) {
     // The write may have been applied: the note and the marker stay, and the full way asks Consul.
     await keepClaimed(dataDir, pool, candidate.ip).catch(() => undefined);
-    const details = 'details' in (error as object) ? ` (${(error as { details: string }).details})` : '';
-    return declined(`the claim of ${key} failed: ${(error as Error).message}${details}`, undefined, input.consul.servers[0]);
+    return declined(`the claim of ${key} failed: ${failure(error)}`, undefined, input.consul.servers[0]);
   }
   if (!outcome.applied) {
     await unmarkClaiming(dataDir, pool, candidate.ip).catch(() => undefined);
@@ -148,3 +146,9 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   log.debug(`claimed ${key} from this host's copy of the pool key (${freeAfter} more known free after it)`);
   return { kind: 'took', pool, assigned: candidate };
 });
+
+/** An error's message, with the details a CniError carries (Consul's answer), for the decline's debug line. */
+function failure(error: unknown): string {
+  const details = 'details' in (error as object) ? ` (${(error as { details: string }).details})` : '';
+  return `${(error as Error).message}${details}`;
+}
