@@ -8,6 +8,7 @@
  * at once with the CNI error code that fits it.
  */
 import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Got, OptionsInit } from 'got';
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulOptions } from '../cni/config';
@@ -207,6 +208,12 @@ const isTransient = (error: unknown): boolean =>
 /** The server went away after it was picked (killed, restarted): another server of the cluster may take over. */
 const isGone = (error: unknown): boolean => error instanceof ConsulFailure && /: (ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH):/.test(error.details);
 
+/** An HTTP answer's status line and headers, as got's stream reports them. */
+interface Head {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+}
+
 /** What one answer said, with the Consul headers the reads check. */
 interface Answer {
   readonly status: number;
@@ -239,7 +246,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       requests++;
       const started = Date.now();
       try {
-        const response = await http(path, { ...init, responseType: 'text', resolveBodyOnly: false, isStream: false });
+        const response = await answer(path, init);
         const body = response.body;
         log.debug(`consul ${init.method ?? 'GET'} ${path}${init.searchParams ? `?${new URLSearchParams(init.searchParams as Record<string, string>)}` : ''} -> ${response.statusCode} in ${Date.now() - started} ms`);
         const status = response.statusCode;
@@ -266,6 +273,27 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
       }
     }
   }
+
+  /**
+   * One request through got's stream interface, its body collected here: got's promise interface wraps the
+   * same request in a cancelable promise and reads the body with an async iterator, ~2% of a warm ADD's
+   * instructions (docs/performance.md). Errors are got's RequestErrors either way; HTTP statuses are not
+   * errors (`throwHttpErrors: false`).
+   */
+  const answer = (path: string, init: OptionsInit) =>
+    new Promise<Head & { body: string }>((resolve, reject) => {
+      const request = http.stream(path, { ...init, isStream: true });
+      const chunks: Buffer[] = [];
+      let head: Head | undefined;
+      request.on('response', ({ statusCode, headers }: Head) => (head = { statusCode, headers }));
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () =>
+        head === undefined ? reject(new Error('the answer ended before its status line')) : resolve({ ...head, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+      request.on('error', reject);
+      // got ends a body-less request itself only for GET and HEAD.
+      if (init.body === undefined && init.method !== undefined && init.method !== 'GET') request.end();
+    });
 
   const parse = <T>(what: string, body: string): T => {
     try {
