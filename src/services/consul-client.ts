@@ -9,7 +9,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Got, OptionsInit } from 'got';
+import type { NetConnectOpts } from 'node:net';
+import type { CreateConnectionFunction, Got, OptionsInit } from 'got';
 import { CniError, ErrorCode } from '../cni/errors';
 import type { ConsulOptions } from '../cni/config';
 import type { Log } from './logger';
@@ -228,11 +229,20 @@ interface Answer {
  * `fallbacks` are the other servers of the cluster: when the server stops answering in the middle of an
  * invocation (a leader killed mid-storm), a retriable request moves to the next one instead of failing the
  * container start; a no-leader answer there during the election is then retried like any transient one.
+ *
+ * `oneShot`: the caller expects to send one request (the one-request ADD and DEL). Over plain HTTP, each
+ * request then opens its own connection instead of going through Node's connection pool (http.Agent), whose
+ * code is compiled afresh in every process: 1.6% of a warm ADD's instructions (docs/performance.md). A second
+ * request costs a new connection, which to the usual local agent is cheap; clients that send several keep the pool.
  */
-export async function connectConsul(first: string, options: OptionsInit, log: Log, fallbacks: readonly string[] = []): Promise<ConsulKv> {
+export async function connectConsul(first: string, options: OptionsInit, log: Log, fallbacks: readonly string[] = [], { oneShot = false } = {}): Promise<ConsulKv> {
   const { default: got } = await import('got');
   let server = first;
-  let http: Got = got.extend({ ...options, prefixUrl: server });
+  // As node:http does without an agent: a socket from net.createConnection, returned (http calls back itself).
+  // A synchronous require: node:http has loaded node:net already; the bundler leaves builtins external.
+  const connect: CreateConnectionFunction = (request) => (require('node:net') as typeof import('node:net')).createConnection(request as NetConnectOpts);
+  const unpooled = oneShot && server.startsWith('http://') ? { createConnection: connect } : {};
+  let http: Got = got.extend({ ...options, ...unpooled, prefixUrl: server });
   const spare = [...fallbacks];
   let requests = 0;
   const kept = new Map<string, KvEntry | undefined>();

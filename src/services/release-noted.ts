@@ -45,7 +45,7 @@ export const releaseNotedLogic = fromPromise<ReleaseNoted, ReleaseNotedInput>(as
   const releasedAt = Date.now();
   let deleted: boolean;
   try {
-    const kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log);
+    const kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log, [], { oneShot: true });
     deleted = await kv.deleteCas(key, note.modifyIndex, { retry: false });
   } catch (error) {
     return declined(`the delete of ${key} failed: ${(error as Error).message}`, input.consul.servers[0]);

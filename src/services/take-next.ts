@@ -73,7 +73,7 @@ export const takeNextLogic = fromPromise<TakeNext, TakeNextInput>(async ({ input
   let kv: ConsulKv;
   let choice: Choice;
   try {
-    kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log);
+    kv = await connectConsul(input.consul.servers[0]!, gotOptions(input.consul), log, [], { oneShot: true });
     const once: ConsulKv = Object.create(kv, { txn: { value: (ops: readonly TxnOp[]) => kv.txn(ops, { retry: false }) } });
     const poolFromCopy = { name: pool, ranges, identity: copy.createIndex, copy };
     choice = await chooseAddress({
