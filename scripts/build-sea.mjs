@@ -24,7 +24,7 @@ import Module from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startupBuildOptions } from './bundle-plugins.mjs';
+import { prototypeNamespaces, startupBuildOptions } from './bundle-plugins.mjs';
 import { architectures, embeddedNode, nodeBinary } from './node-dist.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -48,7 +48,7 @@ async function bundle() {
     write: false,
     // No define of IPAM_DA_CONSUL_FLAVOUR: src/main-by-name.ts sets it from the name it runs as.
   });
-  return outputFiles[0].text;
+  return prototypeNamespaces(outputFiles[0].text);
 }
 
 /**

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import Module from 'node:module';
 import { dirname } from 'node:path';
-import { startupBuildOptions } from './bundle-plugins.mjs';
+import { prototypeNamespaces, startupBuildOptions } from './bundle-plugins.mjs';
 
 // codeCache: wrap the bundle in scripts/code-cache-loader.cjs, for the executables a runtime execs per container.
 const executables = [
@@ -55,7 +55,7 @@ for (const { name, entry, flavours, codeCache } of executables) {
       define: { IPAM_DA_CONSUL_FLAVOUR: JSON.stringify(flavour) },
     });
     const cacheName = flavour === 'standard' ? name : `${name}-${flavour}`;
-    const text = executable(cacheName, outputFiles[0].text, codeCache);
+    const text = executable(cacheName, prototypeNamespaces(outputFiles[0].text), codeCache);
     for (const outfile of outfiles) {
       // Written beside and renamed into place, so a test running the previous build never reads half a file.
       const temporary = `${outfile}.${process.pid}.tmp`;

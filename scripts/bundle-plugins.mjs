@@ -120,6 +120,45 @@ export const lazyAssertForAssertPlus = {
   },
 };
 
+/**
+ * esbuild's `__toESM`, which gives ES module code (got's `import http from 'node:http'`, our `import * as fs`) a
+ * namespace object for a CommonJS module, defines a getter on a new object for every property of the module:
+ * ~700 of them in a warm ADD (node:process twice, node:fs, node:http twice, the lazy zlib), 1.7% of its
+ * instructions (docs/performance.md). Here it returns an object whose prototype is the module instead, with the
+ * same `default`: every property reads through to the module, live, as the getters do. What differs is only
+ * enumerating the namespace's own keys, which no bundled code does. Applied to esbuild's output text (minified
+ * or not); the build fails if esbuild's helper no longer has the shape this replaces.
+ */
+export function prototypeNamespaces(code) {
+  const readable = `var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
+  // If the importer is in node compatibility mode or this is not an ESM
+  // file that has been converted to a CommonJS file using a Babel-
+  // compatible transform (i.e. "__esModule" has not been set), then set
+  // "default" to the CommonJS "module.exports" for node compatibility.
+  isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target,
+  mod
+));`;
+  const i = '[\\w$]+';
+  const minified = new RegExp(
+    `var (${i})=\\((${i}),(${i}),(${i})\\)=>\\(\\4=\\2!=null\\?(${i})\\((${i})\\(\\2\\)\\):\\{\\},(${i})\\(\\3\\|\\|!\\2\\|\\|!\\2\\.__esModule\\?(${i})\\(\\4,"default",\\{value:\\2,enumerable:!0\\}\\):\\4,\\2\\)\\);`,
+    'g',
+  );
+  const found = (code.match(minified) ?? []).length + code.split(readable).length - 1;
+  // The helper's telltale: `default` set to the module when it is not an `__esModule`.
+  const helperLike = /!\s?[\w$]+\.__esModule\s?\?\s?[\w$]+\(\s?[\w$]+,\s?"default",\s?\{\s?value:/;
+  if (found > 1 || (found === 0 && helperLike.test(code))) throw new Error("prototypeNamespaces: esbuild's __toESM has changed shape; review the transform");
+  return code
+    .replace(minified, (_, name, mod, node, target, create, proto, copy, define) =>
+      `var ${name}=(${mod},${node},${target})=>${mod}!=null&&(typeof ${mod}=="object"||typeof ${mod}=="function")?!${node}&&${mod}.__esModule?${mod}:${create}(${mod},{default:{value:${mod},enumerable:!0}}):(${target}=${mod}!=null?${create}(${proto}(${mod})):{},${copy}(${node}||!${mod}||!${mod}.__esModule?${define}(${target},"default",{value:${mod},enumerable:!0}):${target},${mod}));`,
+    )
+    .replace(
+      readable,
+      `var __toESM = (mod, isNodeMode, target) => mod != null && (typeof mod === "object" || typeof mod === "function")
+  ? (!isNodeMode && mod.__esModule ? mod : __create(mod, { default: { value: mod, enumerable: true } }))
+  : (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target, mod));`,
+    );
+}
+
 /** All of the above, in the order they apply. */
 export const startupPlugins = [gotUnusedFeatures, gotRequestIds, lazyBuiltins, lazyListFormat, lazyAssertForAssertPlus];
 
