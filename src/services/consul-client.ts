@@ -209,6 +209,12 @@ const isTransient = (error: unknown): boolean =>
 /** The server went away after it was picked (killed, restarted): another server of the cluster may take over. */
 const isGone = (error: unknown): boolean => error instanceof ConsulFailure && /: (ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH):/.test(error.details);
 
+/**
+ * A socket for one request, opened as node:http does when it has no agent (it calls back itself with the socket
+ * returned). A synchronous require: node:http has loaded node:net already; the bundler leaves builtins external.
+ */
+const unpooledConnection: CreateConnectionFunction = (request) => (require('node:net') as typeof import('node:net')).createConnection(request as NetConnectOpts);
+
 /** An HTTP answer's status line and headers, as got's stream reports them. */
 interface Head {
   readonly statusCode: number;
@@ -238,11 +244,9 @@ interface Answer {
 export async function connectConsul(first: string, options: OptionsInit, log: Log, fallbacks: readonly string[] = [], { oneShot = false } = {}): Promise<ConsulKv> {
   const { default: got } = await import('got');
   let server = first;
-  // As node:http does without an agent: a socket from net.createConnection, returned (http calls back itself).
-  // A synchronous require: node:http has loaded node:net already; the bundler leaves builtins external.
-  const connect: CreateConnectionFunction = (request) => (require('node:net') as typeof import('node:net')).createConnection(request as NetConnectOpts);
-  const unpooled = oneShot && server.startsWith('http://') ? { createConnection: connect } : {};
-  let http: Got = got.extend({ ...options, ...unpooled, prefixUrl: server });
+  // Decided per server: a fallback reached over https must not get a plain socket.
+  const clientFor = (url: string): Got => got.extend({ ...options, ...(oneShot && url.startsWith('http://') ? { createConnection: unpooledConnection } : {}), prefixUrl: url });
+  let http = clientFor(server);
   const spare = [...fallbacks];
   let requests = 0;
   const kept = new Map<string, KvEntry | undefined>();
@@ -272,7 +276,7 @@ export async function connectConsul(first: string, options: OptionsInit, log: Lo
           const next = spare.shift()!;
           log.warn(`${failure.message} (${failure.details}); moving to Consul server ${next}`);
           server = next;
-          http = http.extend({ prefixUrl: next });
+          http = clientFor(next);
           continue;
         }
         const delay = retry && isTransient(failure) ? transientRetryDelay(attempt) : 0;
