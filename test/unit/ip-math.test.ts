@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { candidatesAfter, isReserved, normalizeRange, rangeAllocating, rangeHolding, rangesOverlap } from '../../src/services/ip-math';
+import { addressValue, candidatesAfter, isReserved, normalizeRange, rangeAllocating, rangeHolding, rangesOverlap } from '../../src/services/ip-math';
+import fc from 'fast-check';
 import * as ip6addr from 'ip6addr';
 import { canonicalIp, formatIpv6, oldSpelling } from '../../src/cni/codecs';
 
@@ -179,5 +180,49 @@ describe('candidatesAfter over overlapping ranges (served as the original serves
       assert.equal(new Set(cycle).size, 9, `after ${after}: ${cycle.join(' ')}`);
       assert.equal(cycle.at(-1), after);
     }
+  });
+});
+
+// IPv4 is walked, placed and checked by value, without ip6addr (ipv4Value in ip-math.ts): each answer must be
+// what ip6addr's own arithmetic gives, for addresses inside, at the edges of and outside random subnets.
+describe('IPv4 by value agrees with ip6addr', () => {
+  const quad = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((octets) => octets.join('.'));
+  test('addressValue and rangeHolding, random addresses and subnets', () => {
+    fc.assert(
+      fc.property(quad, quad, fc.integer({ min: 1, max: 32 }), (ip, base, prefix) => {
+        const cidr = ip6addr.createCIDR(`${base}/${prefix}`);
+        const range = normalizeRange({ subnet: `${cidr.address().toString()}/${prefix}` });
+        const expected = ip6addr.parse(ip).toString({ format: 'v4' }).split('.').reduce((value, octet) => value * 256n + BigInt(octet), 0n);
+        assert.equal(addressValue(ip), expected);
+        assert.equal(rangeHolding([range], ip) !== undefined, cidr.contains(ip));
+        // The subnet's own edges and the addresses just outside them, which a random address seldom hits.
+        const [network, top] = [cidr.address(), prefix === 32 ? cidr.address() : cidr.broadcast()!];
+        for (const [addr, inside] of [[network, true], [top, true], [network.offset(-1), false], [top.offset(1), false]] as const) {
+          if (addr !== null) assert.equal(rangeHolding([range], addr.toString()) !== undefined, inside, `${addr.toString()} in ${range.subnet}`);
+        }
+      }),
+      { numRuns: 2000, seed: 20261202 },
+    );
+  });
+  test('candidatesAfter walks what ip6addr offsets walk, wrapping past the end', () => {
+    fc.assert(
+      fc.property(quad, fc.integer({ min: 24, max: 30 }), fc.nat(255), (base, prefix, at) => {
+        const cidr = ip6addr.createCIDR(`${base}/${prefix}`);
+        const range = normalizeRange({ subnet: `${cidr.address().toString()}/${prefix}` });
+        const all: string[] = [];
+        for (let addr: ip6addr.Addr | null = ip6addr.parse(range.start); addr !== null && addr.compare(range.end) <= 0; addr = addr.offset(1)) {
+          if (!isReserved(range, addr.toString())) all.push(addr.toString());
+        }
+        const after = all[at % all.length]!;
+        const i = all.indexOf(after);
+        assert.deepEqual([...candidatesAfter([range], after)].map(({ ip }) => ip), [...all.slice(i + 1), ...all.slice(0, i + 1)]);
+      }),
+      { numRuns: 300, seed: 20261202 },
+    );
+  });
+  test('non-canonical IPv4 text still goes through ip6addr', () => {
+    const range = normalizeRange({ subnet: '10.0.0.0/8' });
+    assert.equal(addressValue('010.0.0.1'), addressValue('10.0.0.1')); // read as decimal, as ip6addr does
+    assert.equal(rangeHolding([range], '::ffff:10.0.0.1'), undefined); // the text's family: IPv6
   });
 });
