@@ -135,7 +135,7 @@ export function rangeHolding(ranges: readonly AddressRange[], ip: string): Addre
 /**
  * The value of an IPv4 address in canonical dotted-quad text (no leading zeros), undefined for any other text.
  * A storm's ADD walks, marks and places hundreds of candidates; ip6addr parses each text anew (and V8 ends up
- * optimising its code in a process that lives 100 ms), where four digits groups are read here directly. Other
+ * optimising its code in a process that lives 100 ms); here the four groups of digits are read directly. Other
  * spellings go through ip6addr as before.
  */
 function ipv4Value(ip: string): number | undefined {
