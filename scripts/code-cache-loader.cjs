@@ -6,7 +6,7 @@
 // (V8 skips it when compiling the file; trailingBundle reads it back) and compiled with V8's code cache
 // when one made by this very build on this Node is found. The single executable passes it as a string. After a command
 // that exercises the plugin (ADD, DEL, CHECK, GC, STATUS) found none, the cache is written for the next run of that
-// command (one cache per command), and written once more, afresh, by that next run (see `writtenBy`).
+// command (one cache per command), and written once more by that next run, adding what it compiled (see `writtenBy`).
 //
 // The caches live in /var/cache/ipam-da-consul (root-owned, mode 0700: as trusted as the executables), or
 // in $IPAM_CODE_CACHE_DIR; IPAM_CODE_CACHE_DIR=off disables it. Deleting it only costs one slower run.
@@ -65,10 +65,12 @@ function run(name, buildId, source) {
   // "about" run and VERSION, which run little, read ADD's.
   const file = dir && join(dir, `${name}-${exercising ? command : 'ADD'}-${buildId}-${process.version}-${process.arch}.v8cache`);
   // A cache file: one byte saying which run wrote it (1: the command's first on this host, 2: its second),
-  // seven of padding (V8's data stays 8-byte aligned), V8's data. A command's first run on a host is seldom its
-  // usual one (ADD's first goes the full way: no hint, no copy of the pool), and V8 caches every function a
-  // run compiled or loaded from a cache: so the second run compiles afresh and writes the cache for good,
-  // holding only what a usual run needs (a warm ADD's: 522 instead of 564 KB, 2% of its instructions).
+  // seven of padding (V8's data stays 8-byte aligned), V8's data. V8 caches every function a run compiled or
+  // loaded from a cache, and a command's first run on a host is seldom its usual one: ADD's first goes the full
+  // way (no hint, no copy of the pool), its second claims in one request (take-next.ts). So the second run loads
+  // the first's cache and writes the cache for good, holding both ways: a warm ADD deserialises 5% more than its
+  // own code (about 1 ms), where an ADD on the full way (a host new to a pool, every ~32nd ADD, every ADD of a
+  // storm on a new host) would compile that way's code on every run (about 10 ms; docs/performance.md).
   let cachedData;
   let writtenBy = 0;
   try {
@@ -83,7 +85,7 @@ function run(name, buildId, source) {
     // No cache yet.
   }
   const second = exercising && writtenBy === 1;
-  const script = new Script(source, { filename: __filename, cachedData: second ? undefined : cachedData, importModuleDynamically: undefined });
+  const script = new Script(source, { filename: __filename, cachedData, importModuleDynamically: undefined });
   if (file && exercising && (cachedData === undefined || second || script.cachedDataRejected)) {
     process.once('exit', () => {
       try {

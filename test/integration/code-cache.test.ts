@@ -10,9 +10,10 @@ import { describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
 
 const agent = useConsul();
 
-async function addAndDel(cacheDir: string, id: string) {
-  const s = scenario([agent.url], 'cache');
-  await agent.kv.put(`ipam/${s.pool}`, [{ subnet: '10.50.0.0/24' }]);
+/** ADD then DEL, on a new host and pool, or on `host` (a scenario already used: its ADD claims in one request). */
+async function addAndDel(cacheDir: string, id: string, host?: ReturnType<typeof scenario>) {
+  const s = host ?? scenario([agent.url], 'cache');
+  if (host === undefined) await agent.kv.put(`ipam/${s.pool}`, [{ subnet: '10.50.0.0/24' }]);
   const env = { IPAM_CODE_CACHE_DIR: cacheDir };
   const added = await runPlugin({ command: 'ADD', containerId: id, config: s.config(), env });
   assert.equal(added.code, 0, describeRun(added));
@@ -30,17 +31,22 @@ test('the "about" run writes no cache; the first ADD does; later runs read it an
   const about = await runPlugin({ env: { IPAM_CODE_CACHE_DIR: dir } });
   assert.equal(about.code, 0, describeRun(about));
   assert.deepEqual(caches(dir), []);
-  await addAndDel(dir, 'cache-1');
+  const host = scenario([agent.url], 'cache');
+  await agent.kv.put(`ipam/${host.pool}`, [{ subnet: '10.50.0.0/24' }]);
+  await addAndDel(dir, 'cache-1', host);
   // One per command, each holding only the code its command runs.
   const files = caches(dir).sort();
   assert.equal(files.length, 2, files.join(' '));
   files.forEach((file, i) => assert.match(file, new RegExp(`^ipam-da-consul-${['ADD', 'DEL'][i]}-[0-9a-f]{16}-v\\d+\\.\\d+\\.\\d+-\\w+\\.v8cache$`)));
   const first = files.map((file) => readFileSync(path.join(dir, file)));
   for (const cache of first) assert.ok(cache.length > 10_000 && cache[0] === 1, `cache of ${cache.length} bytes, by a first run`);
-  // The second run of each command compiles afresh and writes the cache for good; later runs only read it.
-  await addAndDel(dir, 'cache-2');
+  // The second run of each command loads the first's cache and writes it for good, with what it compiled
+  // besides: the first ADD went the full way and the second claimed in one request, so ADD's cache holds both
+  // ways, and is larger than the first's (a second run compiling afresh would drop the full way's code).
+  await addAndDel(dir, 'cache-2', host);
   const written = files.map((file) => readFileSync(path.join(dir, file)));
   for (const cache of written) assert.ok(cache.length > 10_000 && cache[0] === 2, `cache of ${cache.length} bytes, by a second run`);
+  assert.ok(written[0]!.length > first[0]!.length, `ADD's cache by its second run (${written[0]!.length} bytes) holds the first's (${first[0]!.length})`);
   await addAndDel(dir, 'cache-2b');
   files.forEach((file, i) => assert.deepEqual(readFileSync(path.join(dir, file)), written[i], `${file}: an accepted cache is not rewritten`));
   // An earlier build's caches go when this one writes its own; this build's, other commands' included, stay.

@@ -190,7 +190,7 @@ describe('the x64 single executable', () => {
       // And one per command: the DEL wrote its own beside ADD's.
       const all = caches();
       assert.equal(all.length, 6, all.join(', '));
-      // Each written once more, afresh, by its command's second run; then only read.
+      // Each written once more by its command's second run, which adds what it compiled; then only read.
       const second = await runCni(path.join(dir, 'ipam-delegated'), { command: 'ADD', config, env: { ...env, CNI_CONTAINERID: 'cache-2' } });
       assert.equal(second.code, 0, second.stdout + second.stderr);
       const secondDel = await runCni(path.join(dir, 'ipam-delegated'), { command: 'DEL', config: { ...config, prevResult: second.json }, env: { ...env, CNI_CONTAINERID: 'cache-2' } });
