@@ -2,7 +2,7 @@ import { fromPromise } from 'xstate';
 import { CniError, ErrorCode } from '../cni/errors';
 import { homePosition, jumpAhead, spreadIndex } from './contention';
 import type { ConsulKv } from './consul-client';
-import { markClaiming, neighbourMarks, rememberLastReserved, rememberPool, unmarkClaiming } from './host-store';
+import { markClaiming, markFirstUnmarked, neighbourMarks, rememberLastReserved, rememberPool, unmarkClaiming } from './host-store';
 import { addressAt, candidatesFrom, poolSpan, positionOf, rangePositions, take, type AddressRange, type Candidate } from './ip-math';
 import { allocationKey, allocationPrefix, oldAllocationKey, parseAllocation } from './kv-layout';
 import type { LoadedPool } from './load-pool';
@@ -92,6 +92,14 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     for (; round < rounds && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
       const start = spreadIndex(free.length, lost, random);
+      // A candidate with no marker at all is taken first, by link(2) alone; the markers in place are judged
+      // below only when every candidate carries one (a stale one may then be taken over).
+      const unmarked = await markFirstUnmarked(dataDir, pool.name, rotate(free, start).filter(({ ip }) => !takenSince.has(ip)).map(({ ip }) => ip));
+      if (unmarked !== undefined) {
+        const passed = rotate(free, start).findIndex(({ ip }) => ip === unmarked);
+        if (passed > 0) log.debug(`marked ${unmarked} in round ${round + 1}; passed over ${passed} marked by neighbours`);
+        return { candidate: free.find(({ ip }) => ip === unmarked)!, held };
+      }
       held = 0;
       for (let i = 0; i < free.length; i++) {
         const candidate = free[(start + i) % free.length]!;
@@ -109,11 +117,14 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     return { held };
   };
   /**
-   * The window's first address, marked by this process before the read, when no marker is on it. Read at 0: any
-   * other marker (a won claim's, or one to judge as stale against the read) leaves it to `pick` after the read.
+   * The window's first address with no marker on it, marked by this process before the read. Any marker (a
+   * neighbour's that the walk did not yet see, a won claim's, or one to judge as stale against the read) leaves
+   * its address to `pick` after the read.
    */
-  const reserve = async (window: readonly Candidate[]): Promise<Candidate | undefined> =>
-    window.length > 0 && (await markClaiming(dataDir, pool.name, window[0]!.ip, 0)) === 'marked' ? window[0] : undefined;
+  const reserve = async (window: readonly Candidate[]): Promise<Candidate | undefined> => {
+    const ip = await markFirstUnmarked(dataDir, pool.name, window.map((candidate) => candidate.ip));
+    return window.find((candidate) => candidate.ip === ip);
+  };
   const span = poolSpan(pool.ranges);
   let jump = BigInt(jumpAhead(lost, random, windowSize));
   if (jump >= span) jump = 0n; // a pool smaller than the jump: start over from the hint
@@ -155,8 +166,8 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     // A window shorter than the others ran to the end of the cycle: the rest of the pool was walked already.
     const last = window.length < windowSize;
     const readAt = Date.now();
-    // On a first try the window's first address is marked before the read: neighbours reading the same window at
-    // the same moment look past it, rather than lose it to this process after their read.
+    // On a first try the window's first unmarked address is marked before the read: neighbours reading the same
+    // window at the same moment each mark another, rather than all reach for the same ones after their reads.
     const reserved = lost === 0 ? await reserve(window) : undefined;
     const free = await freeAmong(kv, pool.name, window, otherSpellings).catch(async (error: unknown) => {
       if (reserved !== undefined) await unmarkClaiming(dataDir, pool.name, reserved.ip);
@@ -235,6 +246,9 @@ function freeRunAfter(window: readonly Candidate[], free: readonly Candidate[], 
   for (let i = window.findIndex(({ ip }) => ip === chosen.ip) + 1; i > 0 && i < window.length && freeIps.has(window[i]!.ip); i++) run++;
   return run;
 }
+
+/** The list from `start` on, then its beginning: the order the spread pick tries candidates in. */
+const rotate = <T>(list: readonly T[], start: number): T[] => [...list.slice(start), ...list.slice(0, start)];
 
 /**
  * Where the search starts: right after the hint, else at the host's home in the first range (ranges are

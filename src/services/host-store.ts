@@ -223,7 +223,7 @@ function jsonObject(text: string): { readonly json: Record<string, unknown> } | 
 }
 
 /** Decodes the round-robin hint; no address for a hint of another incarnation of the pool (not a problem). */
-function decodeHint(text: string, pool: PoolHints): { ip?: string; free?: number } | Problem {
+function decodeHint(text: string, pool: PoolHints): { ip?: string; free?: number; otherIncarnation?: true } | Problem {
   const read = jsonObject(text);
   if ('problem' in read) return read;
   const { pool: identity, ip, free } = read.json;
@@ -231,7 +231,7 @@ function decodeHint(text: string, pool: PoolHints): { ip?: string; free?: number
   if (free !== undefined && !(Number.isInteger(free) && (free as number) >= 0 && (free as number) <= maxFreeAfter)) {
     return { problem: `its "free" ${JSON.stringify(free)?.slice(0, 60)} is not a count from 0 to ${maxFreeAfter}` };
   }
-  if (identity !== pool.identity) return {}; // the pool was deleted and made again since: start afresh
+  if (identity !== pool.identity) return { otherIncarnation: true }; // the pool was deleted and made again since: start afresh
   const address = typeof ip === 'string' ? canonicalIp(ip) : undefined;
   if (address === undefined || address !== ip) return { problem: `its "ip" ${JSON.stringify(ip)?.slice(0, 60)} is not an IP address in canonical text` };
   if (rangeAllocating(pool.ranges, address) === undefined) return { problem: `${address} is not in the ranges of pool ${pool.name}` };
@@ -283,6 +283,7 @@ const readHeld = (dataDir: string, pool: string, containerId: string, ifname: st
 export async function recall(dataDir: string, pool: PoolHints, containerId: string, ifname: string, log: Warn): Promise<HostMemory> {
   const { dirs, name } = hintPath(pool.name);
   const hint = recallFile(join(dataDir, ...dirs, name), (text) => decodeHint(text, pool), log);
+  if (hint?.otherIncarnation) sweepGoneMarkers(dataDir, pool.name, Date.now());
   const lastReserved = hint?.ip;
   const heldIp = readHeld(dataDir, pool.name, containerId, ifname, log);
   const range = heldIp === undefined ? undefined : rangeHolding(pool.ranges, heldIp);
@@ -524,7 +525,8 @@ export function neighbourMarks(dataDir: string, pool: string): (ip: string) => b
  * place, which fails when the name is taken (a neighbour never reads an empty marker, so never takes a live
  * one for stale). A stale marker (or one that is not a marker at all) is taken over under a takeover lock,
  * `claiming/<ip>.takeover`, made the same way: of several processes finding the same stale marker, one replaces
- * it (rename: the name is never free meanwhile), the others see a running holder. Any other file-system trouble
+ * it (rename: the name is never free meanwhile), the others see a running holder. chooseIp calls this only once
+ * no candidate is without a marker (markFirstUnmarked takes those first). Any other file-system trouble
  * only means no coordination: the claim goes ahead, and Consul's cas=0 still decides.
  */
 export async function markClaiming(dataDir: string, pool: string, ip: string, readAt: number): Promise<Mark> {
@@ -546,6 +548,28 @@ export async function markClaiming(dataDir: string, pool: string, ip: string, re
     return 'held';
   } catch {
     return 'marked';
+  } finally {
+    if (temporary !== undefined) removeFile(temporary);
+  }
+}
+
+/**
+ * Marks the first of `ips`, in order, that carries no marker at all: link(2) alone, one failed call per name
+ * taken, nothing read or judged. In a storm on one host most candidates carry a neighbour's marker, and judging
+ * each (markClaiming: the marker and the /proc entry of its process, a dozen calls) cost more CPU than the rest
+ * of the search. A marker left in place is judged only by markClaiming, when no name here is free. Undefined when
+ * every name is taken, or on any other file-system trouble (markClaiming then decides).
+ */
+export async function markFirstUnmarked(dataDir: string, pool: string, ips: readonly string[]): Promise<string | undefined> {
+  if (ips.length === 0) return undefined;
+  let temporary: string | undefined;
+  try {
+    const dir = hostDir(dataDir, claimDirs(pool))!;
+    temporary = writeTemporary(dir, ips[0]!, self());
+    for (const ip of ips) if (linkExclusively(temporary, join(dir, segment(ip)))) return ip;
+    return undefined;
+  } catch {
+    return undefined;
   } finally {
     if (temporary !== undefined) removeFile(temporary);
   }
@@ -590,6 +614,26 @@ function removeIfSame(path: string, ino: number | undefined): void {
   }
   if (fs.lstatSync(aside).ino !== ino) linkExclusively(aside, path);
   fs.rmSync(aside, { recursive: true, force: true });
+}
+
+/**
+ * Drops the markers of gone processes touched before `before`: on a pool deleted and made again, every won
+ * claim they kept belongs to the old pool. Left in place, each would hold its address back until the walk found
+ * no unmarked one (markFirstUnmarked), and round robin would not start afresh. Running claimers' are left alone.
+ */
+function sweepGoneMarkers(dataDir: string, pool: string, before: number): void {
+  try {
+    const dir = hostDir(dataDir, claimDirs(pool), false);
+    if (dir === undefined) return;
+    for (const name of fs.readdirSync(dir)) {
+      if (canonicalIp(name) !== name) continue; // temporaries and takeover locks: not markers
+      const marker = join(dir, name);
+      const holder = holderOf(marker);
+      if (holder !== undefined && !holder.running && holder.mtimeMs < before - timestampMarginMs) removeIfSame(marker, holder.ino);
+    }
+  } catch {
+    // Only a cleanup: markers left in place are judged when met.
+  }
 }
 
 /** This process's marker of an address in `pool`, and whether it is there: its path, or undefined. */

@@ -93,6 +93,36 @@ test('a storm on one host: the window looks past what running neighbours mark, a
   assert.equal(readdirSync(marks).length, 33, 'ours is marked; nothing else');
 });
 
+test('a marker in place is judged only when no free candidate is without one: passed over while others are free, taken over when stale and last', async () => {
+  const { mkdirSync, writeFileSync, utimesSync, readFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  // A marker left an hour ago by a process that is gone (garbage, as a crash can leave it) on .1, which is free.
+  const staleOn = (dataDir: string, pool: string, ip: string) => {
+    const marks = path.join(dataDir, pool, 'claiming');
+    mkdirSync(marks, { recursive: true });
+    writeFileSync(path.join(marks, ip), '\u0000garbage');
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(path.join(marks, ip), anHourAgo, anHourAgo);
+    return path.join(marks, ip);
+  };
+  await agent.kv.put('ipam/passed', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
+  const s = await storming('passed');
+  const marker = staleOn(s.dataDir, 'passed', '10.61.0.1');
+  const choice = await s.choose();
+  assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.61.0.2', 'the unmarked .2 is taken, .1 passed over');
+  assert.equal(readFileSync(marker, 'utf8'), '\u0000garbage', 'the stale marker is left as it was');
+  // The same marker on the only free address of a pool: judged stale, taken over.
+  for (let i = 2; i <= 40; i++) await agent.kv.put(`ipam/last-free/10.60.0.${i}`, { target: `other-${i}` });
+  const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
+  const ranges = [normalizeRange({ subnet: '10.60.0.0/24', rangeStart: '10.60.0.1', rangeEnd: '10.60.0.40' })];
+  const dataDir = tempDir();
+  const lastMarker = staleOn(dataDir, 'last-free', '10.60.0.1');
+  const input = { kv, pool: { name: 'last-free', ranges, identity: 1 }, avoid: [], lost: 0, log: silentLog, dataDir, hostId: 'host-a' };
+  const last = await toPromise(createActor(chooseIpLogic, { input }).start());
+  assert.equal(last.kind === 'free' && last.candidate.ip, '10.60.0.1');
+  assert.equal(readFileSync(lastMarker, 'utf8'), markerFor(process.pid), 'taken over: the marker is this process\'s');
+});
+
 test("a window read tells this host's other ADDs what it found free: the next claims without a read", async () => {
   const { readFileSync } = await import('node:fs');
   const path = await import('node:path');

@@ -186,7 +186,9 @@ test('symlinks planted under data_dir: ADD, CHECK and DEL succeed, and nothing o
 
 test('huge, FIFO and garbage host files cost a warning, never a hang or a failure', T, async () => {
   const s = scenario([agent.url]);
-  await putPool(agent.kv, s.pool, [{ subnet: '10.34.0.0/24' }]);
+  // Five addresses, each with a garbage marker: markers are judged (and these taken over) only when no free
+  // address is unmarked.
+  await putPool(agent.kv, s.pool, [{ subnet: '10.34.0.0/24', rangeEnd: '10.34.0.5' }]);
   const poolDir = path.join(s.dataDir, s.pool);
   mkdirSync(path.join(poolDir, 'containers', 'c1'), { recursive: true });
   mkdirSync(path.join(poolDir, 'claiming'), { recursive: true });
