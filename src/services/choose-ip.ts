@@ -91,19 +91,18 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     let round = 0;
     for (; round < rounds && free.length > takenSince.size; round++) {
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, 25));
-      const start = spreadIndex(free.length, lost, random);
+      // In the spread pick's order, less what a neighbour took since the read.
+      const order = rotate(free, spreadIndex(free.length, lost, random)).filter(({ ip }) => !takenSince.has(ip));
+      held = 0;
       // A candidate with no marker at all is taken first, by link(2) alone; the markers in place are judged
       // below only when every candidate carries one (a stale one may then be taken over).
-      const unmarked = await markFirstUnmarked(dataDir, pool.name, rotate(free, start).filter(({ ip }) => !takenSince.has(ip)).map(({ ip }) => ip));
+      const unmarked = await markFirstUnmarked(dataDir, pool.name, order.map(({ ip }) => ip));
       if (unmarked !== undefined) {
-        const passed = rotate(free, start).findIndex(({ ip }) => ip === unmarked);
+        const passed = order.findIndex(({ ip }) => ip === unmarked);
         if (passed > 0) log.debug(`marked ${unmarked} in round ${round + 1}; passed over ${passed} marked by neighbours`);
-        return { candidate: free.find(({ ip }) => ip === unmarked)!, held };
+        return { candidate: order[passed]!, held };
       }
-      held = 0;
-      for (let i = 0; i < free.length; i++) {
-        const candidate = free[(start + i) % free.length]!;
-        if (takenSince.has(candidate.ip)) continue;
+      for (const candidate of order) {
         const mark = await markClaiming(dataDir, pool.name, candidate.ip, readAt);
         if (mark === 'marked') {
           if (held + takenSince.size > 0) log.debug(`marked ${candidate.ip} in round ${round + 1}; passed over ${held} held by running neighbours, ${takenSince.size} taken since the read`);

@@ -283,7 +283,7 @@ const readHeld = (dataDir: string, pool: string, containerId: string, ifname: st
 export async function recall(dataDir: string, pool: PoolHints, containerId: string, ifname: string, log: Warn): Promise<HostMemory> {
   const { dirs, name } = hintPath(pool.name);
   const hint = recallFile(join(dataDir, ...dirs, name), (text) => decodeHint(text, pool), log);
-  if (hint?.otherIncarnation) sweepGoneMarkers(dataDir, pool.name, Date.now());
+  if (hint?.otherIncarnation) sweepGoneMarkers(dataDir, pool.name);
   const lastReserved = hint?.ip;
   const heldIp = readHeld(dataDir, pool.name, containerId, ifname, log);
   const range = heldIp === undefined ? undefined : rangeHolding(pool.ranges, heldIp);
@@ -617,11 +617,12 @@ function removeIfSame(path: string, ino: number | undefined): void {
 }
 
 /**
- * Drops the markers of gone processes touched before `before`: on a pool deleted and made again, every won
+ * Drops the markers of gone processes touched before now: on a pool deleted and made again, every won
  * claim they kept belongs to the old pool. Left in place, each would hold its address back until the walk found
  * no unmarked one (markFirstUnmarked), and round robin would not start afresh. Running claimers' are left alone.
  */
-function sweepGoneMarkers(dataDir: string, pool: string, before: number): void {
+function sweepGoneMarkers(dataDir: string, pool: string): void {
+  const before = Date.now();
   try {
     const dir = hostDir(dataDir, claimDirs(pool), false);
     if (dir === undefined) return;
