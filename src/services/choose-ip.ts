@@ -129,9 +129,12 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
   if (jump >= span) jump = 0n; // a pool smaller than the jump: start over from the hint
   const from = startPosition(pool.ranges, after, hostId) + jump;
   if ((input.knownFree ?? 0) > 0 && lost === 0 && avoid.size === 0 && after !== undefined) {
-    // Read at 0: a marker left by a gone process means taken (a won claim keeps its marker), never stale.
+    // Only an address with no marker is taken here, by link(2) alone: with no read, a marker on the run is a
+    // running neighbour's claim or a won claim's, never stale, and judging each one (pick: a dozen calls) would
+    // only say so. In a storm on this host most runs are all marked; the window read below decides then.
     const run = take(candidatesFrom(pool.ranges, from), input.knownFree!);
-    const { candidate } = await pick(run, 0, 1);
+    const ip = await markFirstUnmarked(dataDir, pool.name, run.map((candidate) => candidate.ip));
+    const candidate = run.find((c) => c.ip === ip);
     if (candidate) {
       log.debug(`${candidate.ip} is in the run the host's hint records free: claimed without a read`);
       return { kind: 'free', candidate, freeAfter: run.length - run.indexOf(candidate) - 1 };

@@ -145,3 +145,30 @@ test("a window read tells this host's other ADDs what it found free: the next cl
   assert.equal(second.kind === 'free' && second.freeAfter, 17, '.3 to .19 still known free');
   assert.equal(s.kv.requests - before, 0);
 });
+
+test('the run the hint records free is claimed from by link(2) alone: a marker on it is passed over untouched, and a run all marked is left to a window read', async () => {
+  const { mkdirSync, writeFileSync, readFileSync, utimesSync } = await import('node:fs');
+  const path = await import('node:path');
+  await agent.kv.put('ipam/run-marked', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
+  const s = await storming('run-marked');
+  const marks = path.join(s.dataDir, 'run-marked', 'claiming');
+  mkdirSync(marks, { recursive: true });
+  // .1: garbage left an hour ago by a gone process; .2: a running neighbour's (our parent stands in).
+  const stale = path.join(marks, '10.61.0.1');
+  writeFileSync(stale, '\u0000garbage');
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(stale, anHourAgo, anHourAgo);
+  writeFileSync(path.join(marks, '10.61.0.2'), markerFor(process.ppid)!);
+  const known = { after: '10.61.0.100', knownFree: 3 };
+  let before = s.kv.requests;
+  const third = await s.choose(known);
+  assert.equal(third.kind === 'free' && third.candidate.ip, '10.61.0.3', 'the run is .1 to .3: the one unmarked address');
+  assert.equal(s.kv.requests - before, 0, 'claimed without a read');
+  assert.equal(readFileSync(stale, 'utf8'), '\u0000garbage', 'with no read, a marker on the run is never taken over');
+  // Every address of the run marked now (.3 by that claim): nothing is taken without a read; the window is read.
+  before = s.kv.requests;
+  const next = await s.choose(known);
+  assert.equal(s.kv.requests - before, 1, 'one window read');
+  assert.equal(next.kind === 'free' && next.candidate.ip, '10.61.0.4', 'the first unmarked address of the window');
+  assert.equal(readFileSync(stale, 'utf8'), '\u0000garbage', 'the stale marker is still only passed over while others are free');
+});
