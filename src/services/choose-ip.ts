@@ -116,13 +116,13 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     return { held };
   };
   /**
-   * The window's first address with no marker on it, marked by this process before the read. Any marker (a
-   * neighbour's that the walk did not yet see, a won claim's, or one to judge as stale against the read) leaves
-   * its address to `pick` after the read.
+   * The first of `candidates` with no marker on it, marked by this process (link(2) alone): a window's before
+   * its read, or the known-free run's, which is not read at all. Any marker (a neighbour's that the walk did not
+   * yet see, a won claim's, or one to judge as stale against a read) leaves its address to `pick` after a read.
    */
-  const reserve = async (window: readonly Candidate[]): Promise<Candidate | undefined> => {
-    const ip = await markFirstUnmarked(dataDir, pool.name, window.map((candidate) => candidate.ip));
-    return window.find((candidate) => candidate.ip === ip);
+  const reserve = async (candidates: readonly Candidate[]): Promise<Candidate | undefined> => {
+    const ip = await markFirstUnmarked(dataDir, pool.name, candidates.map((candidate) => candidate.ip));
+    return candidates.find((candidate) => candidate.ip === ip);
   };
   const span = poolSpan(pool.ranges);
   let jump = BigInt(jumpAhead(lost, random, windowSize));
@@ -133,8 +133,7 @@ async function search(input: ChooseIpInput, otherSpellings: Set<string>): Promis
     // running neighbour's claim or a won claim's, never stale, and judging each one (pick: a dozen calls) would
     // only say so. In a storm on this host most runs are all marked; the window read below decides then.
     const run = take(candidatesFrom(pool.ranges, from), input.knownFree!);
-    const ip = await markFirstUnmarked(dataDir, pool.name, run.map((candidate) => candidate.ip));
-    const candidate = run.find((c) => c.ip === ip);
+    const candidate = await reserve(run);
     if (candidate) {
       log.debug(`${candidate.ip} is in the run the host's hint records free: claimed without a read`);
       return { kind: 'free', candidate, freeAfter: run.length - run.indexOf(candidate) - 1 };

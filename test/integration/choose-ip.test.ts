@@ -1,6 +1,8 @@
 // chooseIp against a real Consul, for what the executables' tests cannot steer: the random jump after a lost
 // write must never turn a pool with a free address into "pool full".
 import { test } from 'node:test';
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { createActor, toPromise } from 'xstate';
 import { chooseIpLogic } from '../../src/services/choose-ip';
@@ -62,6 +64,16 @@ test('free addresses all being claimed by live neighbours on this host are waite
 });
 
 /** A pool of 10.61.0.1 to .100 (too small for homes: every host starts at .1), read through a client that counts its requests. */
+/** Leaves on `ip` what a crash can: garbage in place of a marker, an hour old. Its path. */
+function staleOn(dataDir: string, pool: string, ip: string): string {
+  const marks = path.join(dataDir, pool, 'claiming');
+  mkdirSync(marks, { recursive: true });
+  writeFileSync(path.join(marks, ip), '\u0000garbage');
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(path.join(marks, ip), anHourAgo, anHourAgo);
+  return path.join(marks, ip);
+}
+
 async function storming(pool: string) {
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
   const ranges = [normalizeRange({ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' })];
@@ -94,17 +106,8 @@ test('a storm on one host: the window looks past what running neighbours mark, a
 });
 
 test('a marker in place is judged only when no free candidate is without one: passed over while others are free, taken over when stale and last', async () => {
-  const { mkdirSync, writeFileSync, utimesSync, readFileSync } = await import('node:fs');
-  const path = await import('node:path');
+  const { readFileSync } = await import('node:fs');
   // A marker left an hour ago by a process that is gone (garbage, as a crash can leave it) on .1, which is free.
-  const staleOn = (dataDir: string, pool: string, ip: string) => {
-    const marks = path.join(dataDir, pool, 'claiming');
-    mkdirSync(marks, { recursive: true });
-    writeFileSync(path.join(marks, ip), '\u0000garbage');
-    const anHourAgo = new Date(Date.now() - 3_600_000);
-    utimesSync(path.join(marks, ip), anHourAgo, anHourAgo);
-    return path.join(marks, ip);
-  };
   await agent.kv.put('ipam/passed', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   const s = await storming('passed');
   const marker = staleOn(s.dataDir, 'passed', '10.61.0.1');
@@ -147,18 +150,12 @@ test("a window read tells this host's other ADDs what it found free: the next cl
 });
 
 test('the run the hint records free is claimed from by link(2) alone: a marker on it is passed over untouched, and a run all marked is left to a window read', async () => {
-  const { mkdirSync, writeFileSync, readFileSync, utimesSync } = await import('node:fs');
-  const path = await import('node:path');
+  const { readFileSync } = await import('node:fs');
   await agent.kv.put('ipam/run-marked', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   const s = await storming('run-marked');
-  const marks = path.join(s.dataDir, 'run-marked', 'claiming');
-  mkdirSync(marks, { recursive: true });
   // .1: garbage left an hour ago by a gone process; .2: a running neighbour's (our parent stands in).
-  const stale = path.join(marks, '10.61.0.1');
-  writeFileSync(stale, '\u0000garbage');
-  const anHourAgo = new Date(Date.now() - 3_600_000);
-  utimesSync(stale, anHourAgo, anHourAgo);
-  writeFileSync(path.join(marks, '10.61.0.2'), markerFor(process.ppid)!);
+  const stale = staleOn(s.dataDir, 'run-marked', '10.61.0.1');
+  writeFileSync(path.join(s.dataDir, 'run-marked', 'claiming', '10.61.0.2'), markerFor(process.ppid)!);
   const known = { after: '10.61.0.100', knownFree: 3 };
   let before = s.kv.requests;
   const third = await s.choose(known);
