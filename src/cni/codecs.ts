@@ -3,8 +3,16 @@
  * Each decodes to canonical text, so one address always has one spelling (and one KV key).
  */
 import * as t from 'io-ts';
-import * as ip6addr from 'ip6addr';
+import type * as Ip6addr from 'ip6addr';
 import { ifnameProblem, isContainerId } from './environment';
+
+/**
+ * ip6addr, loaded when an address is first parsed: its import (with jsprim, verror, json-schema) costs ~3.5 M
+ * instructions, and ipam-ds-static's commands, the "about" run and VERSION parse none. The bundler keeps a
+ * `require` inside a function lazy.
+ */
+let ip6addrModule: typeof Ip6addr | undefined;
+const ip6addr = (): typeof Ip6addr => (ip6addrModule ??= require('ip6addr') as typeof Ip6addr);
 
 /**
  * RFC 5952 text of an IPv6 address given as eight 16-bit groups: lower case, no leading zeros, `::` for the
@@ -50,12 +58,12 @@ export function oldSpelling(ip: string): string | undefined {
 }
 
 /** Canonical text of a parsed address: dotted quad for IPv4, RFC 5952 (formatIpv6) for IPv6. */
-export function formatIp(addr: ip6addr.Addr): string {
+export function formatIp(addr: Ip6addr.Addr): string {
   if (addr.kind() === 'ipv4') return addr.toString({ format: 'v4' });
   return formatIpv6(groupsOf(addr));
 }
 
-function groupsOf(addr: ip6addr.Addr): number[] {
+function groupsOf(addr: Ip6addr.Addr): number[] {
   return addr
     .toString({ format: 'v6', zeroElide: false, zeroPad: true })
     .split(':')
@@ -69,7 +77,7 @@ function groupsOf(addr: ip6addr.Addr): number[] {
 export function canonicalIp(text: string): string | undefined {
   if (typeof text !== 'string' || text.includes('/') || text.trim() !== text) return undefined;
   try {
-    const addr = ip6addr.parse(text);
+    const addr = ip6addr().parse(text);
     return text.includes(':') ? formatIpv6(groupsOf(addr)) : formatIp(addr);
   } catch {
     return undefined;
@@ -111,7 +119,7 @@ export const Subnet = new t.Type<string, string, unknown>(
     const decoded = IpWithPrefix.validate(u, c);
     if (decoded._tag === 'Left') return decoded;
     const { ip, prefix } = decoded.right;
-    const networkText = formatIp(ip6addr.createCIDR(ip, prefix).address());
+    const networkText = formatIp(ip6addr().createCIDR(ip, prefix).address());
     return networkText === ip ? t.success(`${ip}/${prefix}`) : t.failure(u, c, `host bits are set: did you mean ${networkText}/${prefix}?`);
   },
   t.identity,
