@@ -26,11 +26,8 @@ async function addAndDel(cacheDir: string, id: string, host?: ReturnType<typeof 
 
 const caches = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.v8cache'));
 
-test('the "about" run writes no cache; the first ADD does; later runs read it and still work', async () => {
+test('the first ADD writes its cache, and each command its own; later runs read them and still work', async () => {
   const dir = tempDir('code-cache-');
-  const about = await runPlugin({ env: { IPAM_CODE_CACHE_DIR: dir } });
-  assert.equal(about.code, 0, describeRun(about));
-  assert.deepEqual(caches(dir), []);
   const host = scenario([agent.url], 'cache');
   await agent.kv.put(`ipam/${host.pool}`, [{ subnet: '10.50.0.0/24' }]);
   await addAndDel(dir, 'cache-1', host);
@@ -54,6 +51,31 @@ test('the "about" run writes no cache; the first ADD does; later runs read it an
   rmSync(path.join(dir, files[1]!));
   await addAndDel(dir, 'cache-3');
   assert.deepEqual(caches(dir).sort(), files);
+});
+
+test('the "about" run and VERSION keep caches of their own, far smaller than ADD\'s, and print the same from them', async () => {
+  const dir = tempDir('code-cache-');
+  await addAndDel(dir, 'cache-about');
+  const add = caches(dir).find((file) => file.includes('-ADD-'))!;
+  const runs = {
+    ABOUT: () => runPlugin({ env: { IPAM_CODE_CACHE_DIR: dir } }),
+    VERSION: () => runPlugin({ command: 'VERSION', config: { cniVersion: '1.0.0' }, env: { IPAM_CODE_CACHE_DIR: dir } }),
+  };
+  for (const [name, run] of Object.entries(runs)) {
+    const first = await run(); // finds no cache of its own: writes one
+    assert.equal(first.code, 0, describeRun(first));
+    const file = add.replace('-ADD-', `-${name}-`);
+    assert.ok(caches(dir).includes(file), `${file} among ${caches(dir).join(', ')}`);
+    // Before, these runs deserialised ADD's cache, all of ADD's code, to print one line.
+    const size = readFileSync(path.join(dir, file)).length;
+    const addSize = readFileSync(path.join(dir, add)).length;
+    assert.ok(size > 10_000 && size < addSize / 2, `${name}'s cache: ${size} bytes, ADD's ${addSize}`);
+    const second = await run(); // loads it, and writes it for good
+    const third = await run(); // loads it
+    assert.equal(readFileSync(path.join(dir, file))[0], 2, 'written for good by the second run');
+    assert.equal(second.stdout, first.stdout);
+    assert.equal(third.stdout, first.stdout);
+  }
 });
 
 test('a corrupt cache is rejected by V8, the command still succeeds, and the cache is rewritten', async () => {
