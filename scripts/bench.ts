@@ -290,7 +290,7 @@ async function main(): Promise<void> {
     ] as const;
     const stormRatios: Record<string, number[]> = Object.fromEntries(stormKinds.map((kind) => [kind.name, []]));
     const stormRatiosBefore: Record<string, number[]> = Object.fromEntries(stormKinds.map((kind) => [kind.name, []]));
-    /** The median time of five sequential ADDs (each followed by its DEL) on the empty pool. */
+    /** The times of five sequential ADDs (each followed by its DEL) on the empty pool. */
     const sequentialAdds = async (tag: string): Promise<number[]> => {
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
@@ -310,7 +310,6 @@ async function main(): Promise<void> {
           const warmUp = await add(agent, pool, path.join(work, `${pool}-host-0`), 'storm-warm-up', scriptForm, 'storm-host-0');
           await del(agent, pool, path.join(work, `${pool}-host-0`), 'storm-warm-up', warmUp.address);
         }
-        // The sequential ADDs it is compared with are timed right before and right after it, so that both see the same machine.
         const before = await sequentialAdds(`${pool}-before`);
         const stormStart = Date.now();
         const outcomes = await storm(agent, pool, 100, hosts);

@@ -1,7 +1,7 @@
 // chooseIp against a real Consul, for what the executables' tests cannot steer: the random jump after a lost
 // write must never turn a pool with a free address into "pool full".
 import { test } from 'node:test';
-import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { createActor, toPromise } from 'xstate';
@@ -46,8 +46,6 @@ test('the first try takes the first free address (plain round robin); a lost wri
 });
 
 test('free addresses all being claimed by live neighbours on this host are waited for, not taken for a full pool', async () => {
-  const { mkdirSync, rmSync, writeFileSync } = await import('node:fs');
-  const path = await import('node:path');
   const dataDir = tempDir();
   for (let i = 1; i <= 38; i++) await agent.kv.put(`ipam/busy/10.60.0.${i}`, { target: `other-${i}` });
   // 10.60.0.39 and .40 are free, and a live neighbour (our parent stands in) is claiming both.
@@ -63,7 +61,6 @@ test('free addresses all being claimed by live neighbours on this host are waite
   assert.equal(choice.kind === 'free' && choice.candidate.ip, '10.60.0.40');
 });
 
-/** A pool of 10.61.0.1 to .100 (too small for homes: every host starts at .1), read through a client that counts its requests. */
 /** Leaves on `ip` what a crash can: garbage in place of a marker, an hour old. Its path. */
 function staleOn(dataDir: string, pool: string, ip: string): string {
   const marks = path.join(dataDir, pool, 'claiming');
@@ -74,6 +71,7 @@ function staleOn(dataDir: string, pool: string, ip: string): string {
   return path.join(marks, ip);
 }
 
+/** A pool of 10.61.0.1 to .100 (too small for homes: every host starts at .1), read through a client that counts its requests. */
 async function storming(pool: string) {
   const kv = await connectConsul(agent.url, gotOptions({ servers: [agent.url], connectTimeoutMs: 1000, requestTimeoutMs: 5000 }), silentLog);
   const ranges = [normalizeRange({ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' })];
@@ -85,8 +83,6 @@ async function storming(pool: string) {
 }
 
 test('a storm on one host: the window looks past what running neighbours mark, and its first address is marked before the read', async () => {
-  const { mkdirSync, writeFileSync, readdirSync } = await import('node:fs');
-  const path = await import('node:path');
   await agent.kv.put('ipam/neighbours', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   const s = await storming('neighbours');
   // 32 running neighbours (our parent stands in) are claiming .1 to .32, read moments ago and not yet written:
@@ -106,7 +102,6 @@ test('a storm on one host: the window looks past what running neighbours mark, a
 });
 
 test('a marker in place is judged only when no free candidate is without one: passed over while others are free, taken over when stale and last', async () => {
-  const { readFileSync } = await import('node:fs');
   // A marker left an hour ago by a process that is gone (garbage, as a crash can leave it) on .1, which is free.
   await agent.kv.put('ipam/passed', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   const s = await storming('passed');
@@ -127,8 +122,6 @@ test('a marker in place is judged only when no free candidate is without one: pa
 });
 
 test("a window read tells this host's other ADDs what it found free: the next claims without a read", async () => {
-  const { readFileSync } = await import('node:fs');
-  const path = await import('node:path');
   await agent.kv.put('ipam/told', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   await agent.kv.put('ipam/told/10.61.0.20', { target: 'elsewhere' });
   const s = await storming('told');
@@ -140,7 +133,6 @@ test("a window read tells this host's other ADDs what it found free: the next cl
   assert.equal(JSON.parse(readFileSync(path.join(s.dataDir, 'told', 'pool'), 'utf8')).modifyIndex, s.input.pool.copy.modifyIndex, 'the copy beside it');
   // A neighbour starting now, with that hint: .1 is marked by the first (a running process: our parent stands
   // in for it, as this one would find its own marker its own), so .2, and no request at all.
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(path.join(s.dataDir, 'told', 'claiming', '10.61.0.1'), markerFor(process.ppid)!);
   const before = s.kv.requests;
   const second = await s.choose({ after: hint.ip, knownFree: hint.free });
@@ -150,7 +142,6 @@ test("a window read tells this host's other ADDs what it found free: the next cl
 });
 
 test('the run the hint records free is claimed from by link(2) alone: a marker on it is passed over untouched, and a run all marked is left to a window read', async () => {
-  const { readFileSync } = await import('node:fs');
   await agent.kv.put('ipam/run-marked', [{ subnet: '10.61.0.0/24', rangeStart: '10.61.0.1', rangeEnd: '10.61.0.100' }]);
   const s = await storming('run-marked');
   // .1: garbage left an hour ago by a gone process; .2: a running neighbour's (our parent stands in).
