@@ -52,15 +52,17 @@ async function bundle() {
 }
 
 /**
- * The script the blob runs. Per-host code cache: the loader compiles the bundle with the cache of the program
- * run, `sea-<name>-<command>-<build>-<node>-<arch>.v8cache` (the name of an unknown link is not trusted into a file name).
+ * The script the blob runs. Per-host code cache: the loader compiles the bundle with the cache of the plugin
+ * run, `sea-<name>-<command>-<build>-<node>-<arch>.v8cache`. consul-ipam and an unknown link name keep none (an
+ * unknown name is not trusted into a file name, and its run only prints the names to link it as).
  */
 function mainScript(source, codeCache) {
   if (codeCache === 'embedded') return source;
   const loader = readFileSync(path.join(root, 'scripts/code-cache-loader.cjs'), 'utf8');
   const buildId = createHash('sha256').update(source).digest('hex').slice(0, 16);
-  const cacheName = `(() => { const n = require('node:path').basename(process.argv0); return ${JSON.stringify(programNames)}.includes(n) ? 'sea-' + n : 'sea'; })()`;
-  return `${loader}\nrun(${cacheName}, ${JSON.stringify(buildId)}, ${JSON.stringify(Module.wrap(source))});\n`;
+  const plugins = JSON.stringify(programNames.filter((name) => name !== 'consul-ipam'));
+  const call = `run(plugin ? 'sea-' + name : 'sea', ${JSON.stringify(buildId)}, ${JSON.stringify(Module.wrap(source))}, plugin);`;
+  return `${loader}\n{\n  const name = require('node:path').basename(process.argv0);\n  const plugin = ${plugins}.includes(name);\n  ${call}\n}\n`;
 }
 
 /**

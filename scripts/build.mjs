@@ -39,7 +39,8 @@ function executable(cacheName, bundle, codeCache) {
   const wrapped = Module.wrap(body);
   let marker = '@/';
   while (wrapped.includes(marker)) marker = `@${marker}`;
-  const call = `run(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, trailingBundle(${JSON.stringify(marker)}));`;
+  // Every executable built with the loader here is a CNI plugin (consul-ipam is built without it).
+  const call = `run(${JSON.stringify(cacheName)}, ${JSON.stringify(buildId)}, trailingBundle(${JSON.stringify(marker)}), true);`;
   return `#!/usr/bin/env node\n${loader}\n${call}\n${bundleCommentStart}${wrapped.replaceAll('*/', marker)}*/\n`;
 }
 

@@ -55,13 +55,15 @@ function isRunning(pid) {
 
 /**
  * Compiles and runs the bundle: `source` is it already wrapped as a CommonJS module (Module.wrap, by the build),
- * so that the 360 KB text is made once at start-up, not copied again into a wrapper.
+ * so that the 360 KB text is made once at start-up, not copied again into a wrapper. `cniPlugin` says whether
+ * the program is a CNI plugin, told by the build: only a plugin's runs are per container, and only for a plugin
+ * is a run without CNI_COMMAND the "about" run. Anything else the single executable runs as (consul-ipam, or
+ * an unknown name, which prints the names it answers to and exits) keeps no cache.
  */
-function run(name, buildId, source) {
+function run(name, buildId, source, cniPlugin) {
   const setting = process.env.IPAM_CODE_CACHE_DIR;
-  const dir = setting === 'off' ? undefined : setting || '/var/cache/ipam-da-consul';
-  // consul-ipam (a name of the single executable) runs with no CNI_COMMAND too, but is no "about" run: no cache, as before.
-  const command = process.env.CNI_COMMAND || (name.endsWith('consul-ipam') ? '' : 'ABOUT');
+  const dir = setting === 'off' || !cniPlugin ? undefined : setting || '/var/cache/ipam-da-consul';
+  const command = process.env.CNI_COMMAND || 'ABOUT';
   const exercising = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION', 'ABOUT'].includes(command);
   // One cache per command: each holds only the code its command runs, and V8 deserialises all of a cache. The
   // "about" run (Nomad fingerprints every executable of its CNI bin dir with it) and VERSION have theirs too:

@@ -106,10 +106,24 @@ describe('the x64 single executable', () => {
   test('under a name that is none of its programs: exit 2 and the names it answers to, nothing on stdout', async () => {
     const bin = tempDir('sea-other-name-');
     spawnSync('ln', ['-s', path.join(dir, 'ipam-da-consul'), path.join(bin, 'ipam-da-consul-linux-x64')]);
-    const run = await execute(path.join(bin, 'ipam-da-consul-linux-x64'), [], { env: {} });
+    const cacheDir = tempDir('sea-other-name-cache-');
+    const run = await execute(path.join(bin, 'ipam-da-consul-linux-x64'), [], { env: { IPAM_CODE_CACHE_DIR: cacheDir } });
     assert.equal(run.code, 2, show('ipam-da-consul-linux-x64', run));
     assert.equal(run.stdout, '');
     assert.match(run.stderr, /^ipam-da-consul-linux-x64: this executable runs as the program it is named after; run it through a link named ipam-da-consul, ipam-delegated, ipam-ds-static, consul-ipam, ipam-da-consul-verbose, ipam-delegated-verbose, ipam-ds-static-verbose\n$/);
+    assert.deepEqual(readdirSync(cacheDir), [], 'no code cache for a run that only names the links');
+  });
+
+  test('consul-ipam keeps no code cache, with or without CNI_COMMAND in its environment; a plugin\'s about run keeps its own', async () => {
+    const cacheDir = tempDir('sea-cli-cache-');
+    for (const env of [{}, { CNI_COMMAND: 'ADD' }] as Record<string, string>[]) {
+      const run = await execute(path.join(dir, 'consul-ipam'), ['--version'], { env: { ...env, IPAM_CODE_CACHE_DIR: cacheDir } });
+      assert.match(run.stdout, expectedAbout('consul-ipam'), show('consul-ipam', run));
+    }
+    assert.deepEqual(readdirSync(cacheDir), []);
+    const about = await execute(path.join(dir, 'ipam-delegated'), [], { env: { IPAM_CODE_CACHE_DIR: cacheDir } });
+    assert.match(about.stdout, expectedAbout('ipam-delegated'), show('ipam-delegated', about));
+    assert.match(readdirSync(cacheDir).join(), /^sea-ipam-delegated-ABOUT-[0-9a-f]{16}-v[\d.]+-x64\.v8cache$/);
   });
 
   // A subset of the suites that ran against dist/, rerun against the binary (test/support/plugin.ts reads
