@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { useConsul } from '../support/consul';
-import { describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
+import { builtExecutable, describeRun, runPlugin, scenario, tempDir } from '../support/plugin';
 
 const agent = useConsul();
 
@@ -76,6 +76,16 @@ test('the "about" run and VERSION keep caches of their own, far smaller than ADD
     assert.equal(second.stdout, first.stdout);
     assert.equal(third.stdout, first.stdout);
   }
+});
+
+test('consul-ipam, the operator CLI, keeps no cache, even with a CNI_COMMAND in its environment', () => {
+  const dir = tempDir('code-cache-');
+  for (const env of [{}, { CNI_COMMAND: 'ADD' }]) {
+    const r = spawnSync(builtExecutable('consul-ipam'), ['--version'], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env, IPAM_CODE_CACHE_DIR: dir } });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^consul-ipam \d/);
+  }
+  assert.deepEqual(readdirSync(dir), []);
 });
 
 test('a corrupt cache is rejected by V8, the command still succeeds, and the cache is rewritten', async () => {
